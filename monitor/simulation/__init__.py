@@ -1,0 +1,10 @@
+"""Simulated detectors: pixel content with a known ground truth.
+
+:mod:`monitor.simulation.detector` makes JUNGFRAU 1M raw frames (pedestals,
+gains, gain switching, noise, Bragg peaks, dead pixels, lost packets) and says
+exactly what it put in them, so the science can be checked against the truth.
+"""
+
+from monitor.simulation.detector import FrameTruth, PeakTruth, SimulatedJungfrau1M
+
+__all__ = ["FrameTruth", "PeakTruth", "SimulatedJungfrau1M"]

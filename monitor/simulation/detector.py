@@ -1,0 +1,392 @@
+"""A simulated JUNGFRAU 1M whose every pixel has a known origin.
+
+The frames look like what a real JUNGFRAU 1M sends (uint16, bits 0-13 ADC,
+bits 14-15 gain stage ``00`` G0, ``01`` G1, ``11`` G2, ``0xFFFF`` for pixels of
+lost packets) and come with the truth needed to check the science: where each
+Bragg peak is, how many photons it holds, and the per-pixel pedestal and gain
+maps that turn ADC values back into photons.
+
+Content of a frame, built from three deterministic random streams keyed by
+``(seed, frame_number)`` so the truth can be recomputed on any rank:
+
+* **background**: Poisson photons from diffuse scattering, a flat level plus a
+  water-like ring around the beam centre (:attr:`SimulatedJungfrau1M.background`).
+  A small pool of background frames is made once at construction; each frame
+  copies one, so a frame costs a 2 MB copy plus its peaks.
+* **electronic noise**: a few ADU per pixel and gain stage, some pixels much
+  noisier (``noisy`` in :attr:`SimulatedJungfrau1M.bad_pixels`).
+* **Bragg peaks** on a fraction ``hit_fraction`` of frames (the hits):
+  ``peaks_per_hit`` Gaussian spots; other frames carry ``peaks_per_miss``
+  stray spots (a few weak reflections or a crystal fragment, not a hit).
+  Photons per peak follow the documented *strength mix*: log-uniform between
+  ``weak_photons`` (10) and ``strong_photons`` (3,000) for most spots, and with
+  probability ``bright_fraction`` (8 %) log-uniform up to ``bright_photons``
+  (100,000), bright enough to drive pixels into G1, G2 and saturation.  Spot
+  widths are uniform in ``sigma_px``.  Peaks keep 6 pixels from module edges and
+  ``min_separation_px`` from each other, so a peak is never cut or merged.
+* **gain switching**: a pixel leaves G0 when its ADC would pass 14,000 and
+  G1 when its ADC would fall under 1,500; in G2 an ADC at or below 0 reads
+  ``0xC000`` (saturated), as on the real detector.
+* **dead pixels** read 0 (G0, ADC 0) always; **never-switching** pixels stay
+  in G0 and clip at ADC 16,383.
+* **lost packets** (rate ``lost_packet_rate`` per packet, default 0): whole
+  4-row blocks of ``0xFFFF``, as the receiver pads them.
+
+Coordinates: a pixel's centre is at integer (row, column) in the raw frame.
+The two modules sit ``module_gap_px`` apart in the lab (module 1 below module
+0), with the beam at the centre of the assembled detector, as in the shipped
+``monitor/data/jungfrau1m.geom``.  Chip-boundary big pixels are not modelled.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numba
+import numpy as np
+
+__all__ = ["FrameTruth", "PeakTruth", "SimulatedJungfrau1M", "GAIN_BITS", "LOST_PIXEL"]
+
+MODULE_SHAPE = (512, 1024)
+FRAME_SHAPE = (1024, 1024)
+ROWS_PER_PACKET = 4
+GAIN_BITS = np.array([0x0000, 0x4000, 0xC000], dtype=np.uint16)
+"""Bits 14-15 of a raw pixel for gain stages G0, G1, G2."""
+LOST_PIXEL = 0xFFFF
+_ADC_MAX = 0x3FFF
+_G0_SWITCH_ADC = 14000.0
+_G1_SWITCH_ADC = 1500.0
+_EDGE_MARGIN_PX = 6
+_PATCH_RADIUS_PX = 5
+
+
+@dataclass(frozen=True)
+class PeakTruth:
+    """One simulated Bragg peak.
+
+    ``snr`` is the peak's ideal signal-to-noise ratio: its photons over the
+    Poisson noise of those photons plus the background under the peak's
+    effective area 4*pi*sigma**2, ``photons / sqrt(photons + 4*pi*sigma**2 * b)``.
+    It depends on the peak and its background only, not on any peak finder.
+    """
+
+    y: float
+    x: float
+    photons: float
+    sigma: float
+    snr: float
+
+    def to_json(self) -> dict[str, float]:
+        return {"y": self.y, "x": self.x, "photons": self.photons, "sigma": self.sigma, "snr": self.snr}
+
+
+@dataclass(frozen=True)
+class FrameTruth:
+    """What the simulator put in one frame.
+
+    ``lost_packets`` holds the indices of the 4-row blocks (0..255 over the
+    whole frame) that read ``0xFFFF``.
+    """
+
+    frame_number: int
+    is_hit: bool
+    peaks: tuple[PeakTruth, ...]
+    lost_packets: tuple[int, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-safe dict (plain floats, ints, lists)."""
+        return {
+            "frame_number": self.frame_number,
+            "is_hit": self.is_hit,
+            "peaks": [peak.to_json() for peak in self.peaks],
+            "lost_packets": list(self.lost_packets),
+        }
+
+
+@numba.njit(cache=True)
+def _peak_patches(
+    ys: np.ndarray, xs: np.ndarray, photons: np.ndarray, sigmas: np.ndarray, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Expected photons per pixel of each peak, integrated over the pixel area.
+
+    Returns flat pixel indices and expected counts, ``(2R+1)**2`` per peak.
+    Pixel integration (erf differences) keeps small spots' shapes honest; the
+    patch is renormalised so each peak's expected photons sum to its truth.
+    """
+    side = 2 * _PATCH_RADIUS_PX + 1
+    n = ys.shape[0]
+    index = np.empty(n * side * side, dtype=np.int64)
+    expected = np.empty(n * side * side, dtype=np.float64)
+    fy = np.empty(side)
+    fx = np.empty(side)
+    for p in range(n):
+        row0 = int(round(ys[p])) - _PATCH_RADIUS_PX
+        col0 = int(round(xs[p])) - _PATCH_RADIUS_PX
+        scale = 1.0 / (math.sqrt(2.0) * sigmas[p])
+        for k in range(side):
+            fy[k] = 0.5 * (math.erf((row0 + k + 0.5 - ys[p]) * scale) - math.erf((row0 + k - 0.5 - ys[p]) * scale))
+            fx[k] = 0.5 * (math.erf((col0 + k + 0.5 - xs[p]) * scale) - math.erf((col0 + k - 0.5 - xs[p]) * scale))
+        norm = photons[p] / (fy.sum() * fx.sum())
+        base = p * side * side
+        for i in range(side):
+            for j in range(side):
+                index[base + i * side + j] = (row0 + i) * width + col0 + j
+                expected[base + i * side + j] = fy[i] * fx[j] * norm
+    return index, expected
+
+
+def _dilate(mask: np.ndarray, reach: int) -> np.ndarray:
+    """``mask`` grown by ``reach`` pixels in every direction (a square neighbourhood)."""
+    grown = mask.copy()
+    for axis in (0, 1):
+        source = grown.copy()
+        for shift in range(1, reach + 1):
+            lead = [slice(None)] * 2
+            lag = [slice(None)] * 2
+            lead[axis], lag[axis] = slice(shift, None), slice(None, -shift)
+            grown[tuple(lead)] |= source[tuple(lag)]
+            grown[tuple(lag)] |= source[tuple(lead)]
+    return grown
+
+
+class SimulatedJungfrau1M:
+    """Raw JUNGFRAU 1M frames with ground truth, deterministic in ``(seed, frame_number)``.
+
+    Construction draws the per-pixel maps and a pool of background frames
+    (about a second); :meth:`frame` then costs about a millisecond.
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        hit_fraction: float = 0.25,
+        photon_energy_kev: float = 12.4,
+        peaks_per_hit: tuple[int, int] = (20, 80),
+        peaks_per_miss: tuple[int, int] = (0, 3),
+        weak_photons: float = 10.0,
+        strong_photons: float = 3000.0,
+        bright_photons: float = 100000.0,
+        bright_fraction: float = 0.08,
+        sigma_px: tuple[float, float] = (0.6, 1.2),
+        min_separation_px: float = 10.0,
+        min_radius_px: float = 40.0,
+        background_photons: float = 0.03,
+        ring_photons: float = 0.25,
+        ring_radius_px: float = 300.0,
+        ring_width_px: float = 60.0,
+        module_gap_px: float = 36.0,
+        noise_adu: tuple[float, float, float] = (4.0, 2.0, 1.0),
+        noisy_pixel_fraction: float = 1e-4,
+        dead_pixel_fraction: float = 1e-4,
+        stuck_gain_fraction: float = 2e-5,
+        lost_packet_rate: float = 0.0,
+        pool_size: int = 6,
+    ) -> None:
+        if not 0.0 <= hit_fraction <= 1.0:
+            raise ValueError(f"hit_fraction must be in [0, 1], got {hit_fraction}")
+        if not 0.0 <= lost_packet_rate <= 1.0:
+            raise ValueError(f"lost_packet_rate must be in [0, 1], got {lost_packet_rate}")
+        if photon_energy_kev <= 0:
+            raise ValueError(f"photon_energy_kev must be positive, got {photon_energy_kev}")
+        if sigma_px[1] * 4 > _PATCH_RADIUS_PX or sigma_px[0] <= 0:
+            raise ValueError(f"sigma_px must lie in (0, {_PATCH_RADIUS_PX / 4}], got {sigma_px}")
+        self.seed = seed
+        self.hit_fraction = hit_fraction
+        self.photon_energy_kev = photon_energy_kev
+        self.peaks_per_hit = peaks_per_hit
+        self.peaks_per_miss = peaks_per_miss
+        self.weak_photons = weak_photons
+        self.strong_photons = strong_photons
+        self.bright_photons = bright_photons
+        self.bright_fraction = bright_fraction
+        self.sigma_px = sigma_px
+        self.min_separation_px = min_separation_px
+        self.min_radius_px = min_radius_px
+        self.module_gap_px = module_gap_px
+        self.lost_packet_rate = lost_packet_rate
+
+        rng = np.random.default_rng([seed, 0x5EED])
+        shape = (3, *FRAME_SHAPE)
+        self.pedestal = np.empty(shape, dtype=np.float32)
+        self.pedestal[0] = np.clip(rng.normal(2000.0, 300.0, FRAME_SHAPE), 1000.0, 3000.0)
+        self.pedestal[1] = rng.normal(14000.0, 300.0, FRAME_SHAPE)
+        self.pedestal[2] = rng.normal(14500.0, 300.0, FRAME_SHAPE)
+        self.gain = np.empty(shape, dtype=np.float64)
+        self.gain[0] = rng.normal(40.0, 1.2, FRAME_SHAPE)
+        self.gain[1] = rng.normal(-1.5, 0.05, FRAME_SHAPE)
+        self.gain[2] = rng.normal(-0.1, 0.004, FRAME_SHAPE)
+        self.high_gain = self.gain * np.array([2.5, 1.0, 1.0])[:, None, None]
+        """Gain maps of the high-gain mode (HG0 ~ 2.5 x G0), written with the others; not used for frames."""
+        self.noise = np.empty(shape, dtype=np.float32)
+        for stage, adu in enumerate(noise_adu):
+            self.noise[stage] = rng.normal(adu, 0.1 * adu, FRAME_SHAPE).clip(0.2 * adu)
+        n_pixels = FRAME_SHAPE[0] * FRAME_SHAPE[1]
+        counts = [int(n_pixels * f) for f in (noisy_pixel_fraction, dead_pixel_fraction, stuck_gain_fraction)]
+        noisy, dead, stuck = np.split(rng.choice(n_pixels, size=sum(counts), replace=False), np.cumsum(counts)[:2])
+        self.noise.reshape(3, -1)[:, noisy] *= 25.0
+        self._dead = np.sort(dead)
+        self._stuck = np.zeros(n_pixels, dtype=bool)
+        self._stuck[stuck] = True
+        self.bad_pixels = {
+            "noisy": np.zeros(FRAME_SHAPE, dtype=bool),
+            "dead": np.zeros(FRAME_SHAPE, dtype=bool),
+            "stuck_gain": self._stuck.reshape(FRAME_SHAPE).copy(),
+        }
+        """Truth of the pixels a dark run should flag, by kind."""
+        self.bad_pixels["noisy"].flat[noisy] = True
+        self.bad_pixels["dead"].flat[dead] = True
+        self._near_bad = _dilate(self.bad_pixels["noisy"] | self.bad_pixels["dead"] | self.bad_pixels["stuck_gain"], 3)
+        """Pixels within 3 of a bad pixel: no peak centre is put there, so truth peaks are whole."""
+
+        self.lab_y, self.lab_x = self._lab_coordinates()
+        self.radius = np.hypot(self.lab_y, self.lab_x).astype(np.float32)
+        """Distance of each pixel centre from the beam, in pixels (lab, with the module gap)."""
+        self.background = (
+            background_photons + ring_photons * np.exp(-0.5 * ((self.radius - ring_radius_px) / ring_width_px) ** 2)
+        ).astype(np.float32)
+        """Mean background photons per pixel and frame."""
+
+        all_pixels = np.arange(n_pixels)
+        self._pool_counts = rng.poisson(self.background, size=(pool_size, *FRAME_SHAPE)).astype(np.uint8)
+        self._pool_raw = np.empty((pool_size, *FRAME_SHAPE), dtype=np.uint16)
+        for k in range(pool_size):
+            energy = self._pool_counts[k].ravel() * np.float64(photon_energy_kev)
+            self._pool_raw[k].flat[:] = self._encode(energy, all_pixels, rng.standard_normal(n_pixels))
+            self._pool_raw[k].flat[self._dead] = 0
+
+    def _lab_coordinates(self) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel-centre positions relative to the beam, in pixels (y down the detector, x along rows)."""
+        rows = np.arange(FRAME_SHAPE[0], dtype=np.float64)
+        rows = rows + np.where(rows >= MODULE_SHAPE[0], self.module_gap_px, 0.0)
+        centre_y = (FRAME_SHAPE[0] + self.module_gap_px - 1) / 2
+        centre_x = (FRAME_SHAPE[1] - 1) / 2
+        lab_y = np.broadcast_to((rows - centre_y)[:, None], FRAME_SHAPE)
+        lab_x = np.broadcast_to(np.arange(FRAME_SHAPE[1]) - centre_x, FRAME_SHAPE)
+        return lab_y, lab_x
+
+    def _encode(self, energy_kev: np.ndarray, pixels: np.ndarray, normal: np.ndarray) -> np.ndarray:
+        """Raw uint16 of the given flat pixels for deposited energies (keV), with gain switching and noise."""
+        ped = self.pedestal.reshape(3, -1)[:, pixels]
+        gain = self.gain.reshape(3, -1)[:, pixels]
+        noise = self.noise.reshape(3, -1)[:, pixels]
+        adc = ped + energy_kev * gain
+        stage = np.where(adc[0] <= _G0_SWITCH_ADC, 0, np.where(adc[1] >= _G1_SWITCH_ADC, 1, 2))
+        stage[self._stuck[pixels]] = 0
+        chosen = np.take_along_axis(adc + noise * normal, stage[None, :], axis=0)[0]
+        value = np.clip(np.rint(chosen), 0, _ADC_MAX).astype(np.uint16)
+        return value | GAIN_BITS[stage]
+
+    def truth(self, frame_number: int) -> FrameTruth:
+        """The frame's truth without making its pixels (peaks, hit or not, lost packets)."""
+        rng = np.random.default_rng([self.seed, frame_number, 0])
+        is_hit = bool(rng.random() < self.hit_fraction)
+        low, high = self.peaks_per_hit if is_hit else self.peaks_per_miss
+        n_peaks = int(rng.integers(low, high + 1))
+        lost = np.flatnonzero(rng.random(FRAME_SHAPE[0] // ROWS_PER_PACKET) < self.lost_packet_rate)
+        peaks = self._draw_peaks(rng, n_peaks) if n_peaks else ()
+        return FrameTruth(frame_number, is_hit, peaks, tuple(int(b) for b in lost))
+
+    def _draw_peaks(self, rng: np.random.Generator, n_peaks: int) -> tuple[PeakTruth, ...]:
+        """Peak positions kept apart and inside modules, photons from the strength mix."""
+        candidates = 3 * n_peaks + 10
+        module = rng.integers(0, 2, candidates)
+        y = rng.uniform(_EDGE_MARGIN_PX, MODULE_SHAPE[0] - 1 - _EDGE_MARGIN_PX, candidates) + module * MODULE_SHAPE[0]
+        x = rng.uniform(_EDGE_MARGIN_PX, MODULE_SHAPE[1] - 1 - _EDGE_MARGIN_PX, candidates)
+        row = np.rint(y).astype(np.intp)
+        col = np.rint(x).astype(np.intp)
+        usable = (self.radius[row, col] >= self.min_radius_px) & ~self._near_bad[row, col]
+        y, x = y[usable], x[usable]
+        distance = np.hypot(y[:, None] - y[None, :], x[:, None] - x[None, :])
+        kept: list[int] = []
+        for i in range(len(y)):
+            if len(kept) == n_peaks:
+                break
+            if not kept or distance[i, kept].min() >= self.min_separation_px:
+                kept.append(i)
+        n = len(kept)
+        bright = rng.random(n) < self.bright_fraction
+        exponent = np.where(
+            bright,
+            rng.uniform(math.log10(self.strong_photons), math.log10(self.bright_photons), n),
+            rng.uniform(math.log10(self.weak_photons), math.log10(self.strong_photons), n),
+        )
+        photons = 10.0**exponent
+        sigma = rng.uniform(*self.sigma_px, n)
+        background = self.background[np.rint(y[kept]).astype(np.intp), np.rint(x[kept]).astype(np.intp)]
+        snr = photons / np.sqrt(photons + 4 * np.pi * sigma**2 * background)
+        return tuple(
+            PeakTruth(float(y[i]), float(x[i]), float(p), float(s), float(r))
+            for i, p, s, r in zip(kept, photons, sigma, snr)
+        )
+
+    def frame(self, frame_number: int, *, out: np.ndarray | None = None) -> tuple[np.ndarray, FrameTruth]:
+        """The raw frame (uint16, 1024 x 1024, C-contiguous) and its truth.
+
+        ``out``, when given, is a uint16 (1024, 1024) array the frame is written
+        into (no allocation); otherwise a new array is returned.
+        """
+        truth = self.truth(frame_number)
+        raw = np.empty(FRAME_SHAPE, dtype=np.uint16) if out is None else out
+        np.copyto(raw, self._pool_raw[frame_number % len(self._pool_raw)])
+        if truth.peaks:
+            self._add_peaks(raw, frame_number, truth.peaks)
+        for block in truth.lost_packets:
+            raw[block * ROWS_PER_PACKET : (block + 1) * ROWS_PER_PACKET] = LOST_PIXEL
+        return raw, truth
+
+    def _add_peaks(self, raw: np.ndarray, frame_number: int, peaks: tuple[PeakTruth, ...]) -> None:
+        """Add Poisson photons of the peaks to the background under them and re-encode those pixels."""
+        rng = np.random.default_rng([self.seed, frame_number, 1])
+        table = np.array([(p.y, p.x, p.photons, p.sigma) for p in peaks], dtype=np.float64).T
+        index, expected = _peak_patches(table[0], table[1], table[2], table[3], FRAME_SHAPE[1])
+        counts = self._pool_counts[frame_number % len(self._pool_counts)].ravel()[index] + rng.poisson(expected)
+        raw.ravel()[index] = self._encode(counts * self.photon_energy_kev, index, rng.standard_normal(len(index)))
+        dead_hit = np.isin(self._dead, index)
+        raw.ravel()[self._dead[dead_hit]] = 0
+
+    def dark_frame(self, frame_number: int, *, gain_stage: int) -> np.ndarray:
+        """A dark frame with the gain forced to ``gain_stage`` (0, 1, 2), as in a pedestal run.
+
+        No photons: pedestal plus noise in that stage. Never-switching pixels
+        stay in G0 (as they would on the detector); dead pixels read 0.
+        """
+        rng = np.random.default_rng([self.seed, frame_number, 2 + gain_stage])
+        adc = self.pedestal[gain_stage] + self.noise[gain_stage] * rng.standard_normal(FRAME_SHAPE, dtype=np.float32)
+        raw = np.clip(np.rint(adc), 0, _ADC_MAX).astype(np.uint16) | GAIN_BITS[gain_stage]
+        stuck = self._stuck.reshape(FRAME_SHAPE)
+        raw[stuck] = np.clip(np.rint(self.pedestal[0][stuck]), 0, _ADC_MAX).astype(np.uint16)
+        raw.flat[self._dead] = 0
+        return raw
+
+    def write_calibration(self, folder: Path) -> dict[str, Any]:
+        """Write PSI-style calibration files of the truth maps, one set per module.
+
+        * ``gain_m{i}.bin``: six float64 512 x 1024 arrays G0, G1, G2, HG0, HG1,
+          HG2 (ADU/keV), raw little-endian binary, as PSI ships them;
+        * ``pedestal_m{i}.npy``: float32 (3, 512, 1024) pedestal per gain stage (ADU);
+        * ``bad_pixels.npy``: bool (1024, 1024), True = bad (dead, noisy, never switching).
+
+        Returns the keyword arguments of :class:`sources.calibration.CalibrationParameters`.
+        """
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        gain_files, pedestal_files = [], []
+        for module in range(2):
+            rows = slice(module * MODULE_SHAPE[0], (module + 1) * MODULE_SHAPE[0])
+            gains = np.concatenate([self.gain[:, rows], self.high_gain[:, rows]]).astype("<f8")
+            gain_files.append(folder / f"gain_m{module}.bin")
+            gains.tofile(gain_files[-1])
+            pedestal_files.append(folder / f"pedestal_m{module}.npy")
+            np.save(pedestal_files[-1], self.pedestal[:, rows])
+        mask_file = folder / "bad_pixels.npy"
+        np.save(mask_file, self.bad_pixels["dead"] | self.bad_pixels["noisy"] | self.bad_pixels["stuck_gain"])
+        return {
+            "gain_files": [str(p) for p in gain_files],
+            "pedestal_files": [str(p) for p in pedestal_files],
+            "mask_file": str(mask_file),
+            "photon_energy_kev": self.photon_energy_kev,
+        }

@@ -1,0 +1,134 @@
+"""The simulated JUNGFRAU 1M: deterministic frames whose content matches their truth."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from monitor.simulation import FrameTruth, SimulatedJungfrau1M
+from monitor.simulation.detector import GAIN_BITS, LOST_PIXEL
+
+
+@pytest.fixture(scope="module")
+def detector() -> SimulatedJungfrau1M:
+    return SimulatedJungfrau1M(seed=3, hit_fraction=0.3)
+
+
+def _first_hit(detector: SimulatedJungfrau1M) -> int:
+    return next(n for n in range(100) if detector.truth(n).is_hit)
+
+
+def test_frame_is_raw_uint16_module_major(detector: SimulatedJungfrau1M) -> None:
+    raw, truth = detector.frame(5)
+    assert raw.dtype == np.uint16 and raw.shape == (1024, 1024) and raw.flags.c_contiguous
+    assert isinstance(truth, FrameTruth) and truth.frame_number == 5
+
+
+def test_same_seed_and_frame_number_give_same_pixels_and_truth(detector: SimulatedJungfrau1M) -> None:
+    other = SimulatedJungfrau1M(seed=3, hit_fraction=0.3)
+    n = _first_hit(detector)
+    raw_a, truth_a = detector.frame(n)
+    raw_b, truth_b = other.frame(n)
+    np.testing.assert_array_equal(raw_a, raw_b)
+    assert truth_a == truth_b == detector.truth(n)
+    assert not np.array_equal(raw_a, SimulatedJungfrau1M(seed=4).frame(n)[0])
+
+
+def test_frame_written_into_given_buffer(detector: SimulatedJungfrau1M) -> None:
+    out = np.zeros((1024, 1024), dtype=np.uint16)
+    raw, _ = detector.frame(7, out=out)
+    assert raw is out
+    np.testing.assert_array_equal(out, detector.frame(7)[0])
+
+
+def test_hit_fraction_and_peak_counts_follow_parameters(detector: SimulatedJungfrau1M) -> None:
+    truths = [detector.truth(n) for n in range(2000)]
+    hits = [t for t in truths if t.is_hit]
+    assert abs(len(hits) / len(truths) - 0.3) < 0.03
+    assert all(20 <= len(t.peaks) <= 80 for t in hits)
+    assert all(len(t.peaks) <= 3 for t in truths if not t.is_hit)
+
+
+def test_peaks_raise_pixels_above_background_where_truth_says(detector: SimulatedJungfrau1M) -> None:
+    n = _first_hit(detector)
+    raw, truth = detector.frame(n)
+    photons = _reference_photons(detector, raw)
+    strong = [p for p in truth.peaks if 200 < p.photons < 5000]
+    assert strong
+    for peak in strong:
+        r, c = round(peak.y), round(peak.x)
+        box = photons[r - 4 : r + 5, c - 4 : c + 5]
+        assert box.sum() == pytest.approx(peak.photons, rel=0.25)
+
+
+def _reference_photons(detector: SimulatedJungfrau1M, raw: np.ndarray) -> np.ndarray:
+    """Slow float64 calibration straight from the truth maps (gain bits 00, 01, 11 -> stage 0, 1, 2)."""
+    stage = np.array([0, 1, 0, 2])[raw >> 14][None]
+    pedestal = np.take_along_axis(detector.pedestal, stage, axis=0)[0]
+    gain = np.take_along_axis(detector.gain, stage, axis=0)[0]
+    return ((raw & 0x3FFF) - pedestal) / (gain * detector.photon_energy_kev)
+
+
+def test_bright_peaks_switch_gain_to_g1_and_g2(detector: SimulatedJungfrau1M) -> None:
+    n = next(n for n in range(200) if any(p.photons > 20000 for p in detector.truth(n).peaks))
+    raw, truth = detector.frame(n)
+    bright = max(truth.peaks, key=lambda p: p.photons)
+    r, c = round(bright.y), round(bright.x)
+    stages = set(np.unique(raw[r - 3 : r + 4, c - 3 : c + 4] >> 14).tolist())
+    assert stages == {0, 1, 3}, stages
+
+
+def test_background_pixels_stay_in_g0_without_invalid_gain(detector: SimulatedJungfrau1M) -> None:
+    raw, truth = detector.frame(next(n for n in range(100) if not detector.truth(n).peaks))
+    gain_bits = raw >> 14
+    assert (gain_bits == 2).sum() == 0
+    assert (gain_bits == 0).mean() > 0.999
+
+
+def test_dead_pixels_read_zero(detector: SimulatedJungfrau1M) -> None:
+    raw, _ = detector.frame(11)
+    dead = detector.bad_pixels["dead"]
+    assert dead.sum() == 104
+    assert (raw[dead] == 0).all()
+
+
+def test_lost_packets_are_whole_four_row_blocks_of_ffff() -> None:
+    lossy = SimulatedJungfrau1M(seed=1, lost_packet_rate=0.05, pool_size=1)
+    raw, truth = lossy.frame(2)
+    assert truth.lost_packets
+    lost_rows = np.flatnonzero((raw == LOST_PIXEL).all(axis=1))
+    expected = np.concatenate([np.arange(4 * b, 4 * b + 4) for b in truth.lost_packets])
+    np.testing.assert_array_equal(lost_rows, expected)
+    assert (raw == LOST_PIXEL).sum() == 4096 * len(truth.lost_packets)
+
+
+def test_no_lost_packets_by_default(detector: SimulatedJungfrau1M) -> None:
+    assert all(not detector.truth(n).lost_packets for n in range(200))
+
+
+def test_dark_frame_in_forced_gain_reads_pedestal(detector: SimulatedJungfrau1M) -> None:
+    for stage in range(3):
+        raw = detector.dark_frame(0, gain_stage=stage)
+        ok = ~(detector.bad_pixels["dead"] | detector.bad_pixels["stuck_gain"] | detector.bad_pixels["noisy"])
+        assert ((raw[ok] & 0xC000) == GAIN_BITS[stage]).all()
+        residual = (raw & 0x3FFF).astype(np.float64)[ok] - detector.pedestal[stage][ok]
+        assert abs(residual.mean()) < 0.1 and residual.std() < 6
+        assert (raw[detector.bad_pixels["stuck_gain"]] >> 14 == 0).all()
+
+
+def test_truth_is_json_safe(detector: SimulatedJungfrau1M) -> None:
+    truth = detector.truth(_first_hit(detector))
+    decoded = json.loads(json.dumps(truth.to_json()))
+    assert decoded["is_hit"] is True and len(decoded["peaks"]) == len(truth.peaks)
+    assert decoded["peaks"][0]["photons"] == truth.peaks[0].photons
+
+
+def test_written_gain_files_hold_six_float64_module_arrays(detector: SimulatedJungfrau1M, tmp_path) -> None:
+    files = detector.write_calibration(tmp_path)
+    assert len(files["gain_files"]) == 2 and files["photon_energy_kev"] == 12.4
+    gains = np.fromfile(files["gain_files"][1], dtype="<f8").reshape(6, 512, 1024)
+    np.testing.assert_array_equal(gains[:3], detector.gain[:, 512:])
+    assert 30 < gains[0].mean() < 50 and -2 < gains[1].mean() < -1 and -0.2 < gains[2].mean() < 0
+    np.testing.assert_array_equal(np.load(files["pedestal_files"][0]), detector.pedestal[:, :512])
