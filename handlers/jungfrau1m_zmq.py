@@ -1,0 +1,187 @@
+"""Data event handler for the JUNGFRAU 1M's ZMQ stream of whole frames.
+
+An event is one detector frame: one multipart message shaped as PSI's frame
+synchronizer sends it (our assembler and simulator send the same shapes).  The
+sender binds a PUSH socket; every worker rank connects a PULL socket to it, so
+the sender, not this program, spreads frames across workers.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import subprocess
+import sys
+import time
+from collections.abc import Generator
+from typing import Any, Literal
+
+import zmq
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from handlers.protocol import Event
+from monitor.endpoints import check_endpoint
+from monitor.errors import DataExtractionError, WireFormatError
+from monitor.simulate import SimulatorParameters
+from monitor.wire import SyncEnd, SyncFrame, SyncStart, parse_sync_message
+from sources.jungfrau1m import DATA_SOURCES
+
+__all__ = ["Jungfrau1MZmqDataEventHandler", "DataRetrievalLayerParameters"]
+
+log = logging.getLogger(__name__)
+
+SIMULATOR = "simulator"
+"""The ``source`` value that makes the monitor start its own simulated detector."""
+
+
+class DataRetrievalLayerParameters(BaseModel):
+    """The ``data_retrieval_layer`` section for this handler."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data_event_handler: Literal["Jungfrau1MZmqDataEventHandler"]
+    source: str
+    """The frame sender's URL (PSI's synchronizer, our assembler), or ``simulator``."""
+    collector_rank: Literal["first", "last"] = "first"
+    skip_rank_finalization: bool = False
+    stop_after_acquisition: bool = False
+    """End the run after the first acquisition's end message (live use keeps running)."""
+    required_data: list[Literal["detector_data", "timestamp", "event_id"]] = Field(
+        default_factory=lambda: ["detector_data", "timestamp", "event_id"], min_length=1
+    )
+    poll_interval_s: float = Field(default=0.1, gt=0, le=5)
+    """Longest wait for a message before the generator yields an idle event."""
+    receive_hwm: int = Field(default=32, ge=1)
+    """Frames queued per worker; the sender blocks (or hands frames to other workers) past it."""
+    max_message_bytes: int = Field(default=64 << 20, ge=1 << 20)
+    """ZMQ refuses larger messages: a bound on memory whatever a sender does."""
+    simulator: SimulatorParameters = SimulatorParameters()
+    """Used when ``source`` is ``simulator``: the collector rank starts it."""
+
+    @field_validator("source")
+    @classmethod
+    def _source_is_an_endpoint(cls, source: str) -> str:
+        return source if source == SIMULATOR else check_endpoint(source)
+
+    @property
+    def url(self) -> str:
+        """Where workers connect."""
+        return self.simulator.url if self.source == SIMULATOR else self.source
+
+
+class Jungfrau1MZmqDataEventHandler:
+    """Data event handler for Jungfrau 1M's ZMQ stream (interface: handlers.protocol)."""
+
+    Parameters = DataRetrievalLayerParameters
+
+    def __init__(self, *, source: str, parameters: DataRetrievalLayerParameters) -> None:
+        self._source = source
+        self._parameters = parameters
+        self._sources = {name: DATA_SOURCES[name]() for name in parameters.required_data}
+        self._context: zmq.Context | None = None
+        self._socket: zmq.Socket | None = None
+        self._simulator: subprocess.Popen[bytes] | None = None
+
+    def designated_collector_rank(self) -> Literal["first", "last"]:
+        return self._parameters.collector_rank
+
+    def skip_rank_finalization(self) -> bool:
+        return self._parameters.skip_rank_finalization
+
+    def initialize_event_handling_on_collecting_node(self, *, node_rank: int, node_pool_size: int) -> None:
+        """Start the simulated detector when ``source`` names it; otherwise nothing to do."""
+        if self._source != SIMULATOR:
+            return
+        command = [sys.executable, "-m", "monitor.simulate", "--exit-with-parent",
+                   *self._parameters.simulator.command_line()]
+        self._simulator = subprocess.Popen(command)
+        atexit.register(self._stop_simulator)
+        log.info("started the simulated JUNGFRAU 1M on %s (pid %d)", self._parameters.url, self._simulator.pid)
+
+    def _stop_simulator(self) -> None:
+        if self._simulator is not None and self._simulator.poll() is None:
+            self._simulator.terminate()
+            try:
+                self._simulator.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self._simulator.kill()
+
+    def initialize_event_handling_on_processing_node(self, *, node_rank: int, node_pool_size: int) -> None:
+        """Connect this worker's PULL socket; the sender spreads frames across workers."""
+        for source in self._sources.values():
+            source.initialize_data_source()
+        self._context = zmq.Context()
+        socket = self._context.socket(zmq.PULL)
+        socket.setsockopt(zmq.RCVHWM, self._parameters.receive_hwm)
+        socket.setsockopt(zmq.MAXMSGSIZE, self._parameters.max_message_bytes)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.connect(self._parameters.url)
+        self._socket = socket
+
+    def event_generator(self, *, node_rank: int, node_pool_size: int) -> Generator[Event, None, None]:
+        """Yield one event per message, and an ``idle`` event after each quiet poll interval.
+
+        A malformed message is still an event: it carries its parse error, which
+        ``open_event`` raises, so the worker loop counts and skips it like any
+        other event that cannot be extracted.
+        """
+        if self._socket is None:
+            raise RuntimeError("event_generator before initialize_event_handling_on_processing_node")
+        socket = self._socket
+        timeout_ms = int(self._parameters.poll_interval_s * 1000)
+        try:
+            while True:
+                if not socket.poll(timeout_ms, zmq.POLLIN):
+                    yield {"kind": "idle"}
+                    continue
+                parts = socket.recv_multipart(copy=False)
+                info = {"received_at": time.time(), "bytes": sum(len(part) for part in parts)}
+                try:
+                    message = parse_sync_message(parts)
+                except WireFormatError as error:
+                    yield {"kind": "frame", "error": error, "additional_info": info}
+                    continue
+                yield self._event(message, info)
+        finally:
+            socket.close(linger=0)
+            if self._context is not None:
+                self._context.term()
+
+    @staticmethod
+    def _event(message: SyncStart | SyncFrame | SyncEnd, info: dict[str, Any]) -> Event:
+        if isinstance(message, SyncFrame):
+            return {"kind": "frame", "frame": message, "additional_info": info}  # type: ignore[typeddict-unknown-key]
+        if isinstance(message, SyncEnd):
+            info.update(frames_sent=message.frames_sent, frames_per_port=message.frames_per_port)
+            return {"kind": "end", "additional_info": info}
+        info.update(headers=message.headers)
+        return {"kind": "start", "additional_info": info}
+
+    def open_event(self, *, event: Event) -> None:
+        """Raise the parse error of a malformed message (see ``event_generator``)."""
+        error = event.get("error")
+        if error is not None:
+            raise error
+
+    def close_event(self, *, event: Event) -> None:
+        """Release the received buffers now rather than at the next event."""
+        event.pop("frame", None)  # type: ignore[misc]
+
+    def extract_data(self, *, event: Event) -> dict[str, Any]:
+        data = {}
+        for name, source in self._sources.items():
+            try:
+                data[name] = source.get_data(event=event)
+            except DataExtractionError:
+                raise
+            except Exception as error:  # a source bug or odd input: still one event's failure
+                raise DataExtractionError(f"{name}: {type(error).__name__}: {error}") from error
+        return data
+
+    def initialize_event_data_retrieval(self) -> None:
+        """A ZMQ stream cannot replay one chosen event."""
+        raise NotImplementedError("the JUNGFRAU 1M ZMQ stream cannot retrieve single events")
+
+    def retrieve_event_data(self, event_id: str) -> dict[str, Any]:
+        """A ZMQ stream cannot replay one chosen event."""
+        raise NotImplementedError("the JUNGFRAU 1M ZMQ stream cannot retrieve single events")

@@ -1,0 +1,57 @@
+"""What the collector shows on the terminal: a live status line and the final summary table."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+__all__ = ["StatusLine", "format_summary"]
+
+
+def _figure(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3g}" if abs(value) < 1 else f"{value:,.1f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+class StatusLine:
+    """One line per interval; rewritten in place on a terminal, appended in a log file or CI."""
+
+    def __init__(self, stream: TextIO = sys.stderr, *, enabled: bool = True) -> None:
+        self._stream = stream
+        self._enabled = enabled
+        self._in_place = stream.isatty()
+
+    def __call__(self, figures: dict[str, Any]) -> None:
+        if not self._enabled:
+            return
+        core = (f"{figures['elapsed_s']:6.1f} s | {figures['events']:,} events | "
+                f"{figures['events_per_s']:,.0f} ev/s | failed {figures['failed']:,}")
+        extra = " | ".join(f"{key} {_figure(value)}" for key, value in figures.items()
+                           if key not in ("elapsed_s", "events", "events_per_s", "failed") and value is not None)
+        line = f"monitor: {core}" + (f" | {extra}" if extra else "")
+        self._stream.write(f"\r{line}\033[K" if self._in_place else f"{line}\n")
+        self._stream.flush()
+
+    def finish(self) -> None:
+        if self._enabled and self._in_place:
+            self._stream.write("\n")
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The final table: run figures first, then the pipeline's, then one row per rank."""
+    lines = ["", "Run summary", "-----------"]
+    width = max(len(key) for key in summary)
+    for key, value in summary.items():
+        if key == "per_rank" or isinstance(value, (dict, list)) and not value:
+            continue
+        if isinstance(value, (dict, list)):
+            value = ", ".join(f"{k}: {v}" for k, v in value.items()) if isinstance(value, dict) else "; ".join(map(str, value))
+        lines.append(f"{key:<{width}}  {_figure(value)}")
+    lines += ["", f"{'rank':>4}  {'role':<9}  {'events':>8}  {'failed':>6}  {'MB in':>9}  {'busy s':>7}  {'wall s':>7}"]
+    for row in summary.get("per_rank", []):
+        lines.append(f"{row['rank']:>4}  {row['role']:<9}  {row['events']:>8,}  {row['failed']:>6,}  "
+                     f"{row['bytes'] / 1e6:>9,.1f}  {row['busy_s']:>7.2f}  {row['wall_s']:>7.2f}")
+    return "\n".join(lines)

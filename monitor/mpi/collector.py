@@ -1,0 +1,257 @@
+"""The collector loop: receive from any worker, aggregate, report, and end the run.
+
+The collector is the one place that decides the run is over, for any reason:
+the end of an acquisition (after every frame sent before it is collected),
+``max_events``, an idle timeout, a signal on any rank, or an error on any
+rank.  It then tells every worker to stop and waits for each one's last
+message; a worker that never answers gets the job aborted, never a hang.
+
+When nothing arrives it sleeps in short, growing steps instead of spinning
+in a blocking MPI probe, so an idle monitor leaves its core free.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from mpi4py import MPI
+
+from monitor.config import RunParameters
+from monitor.mpi.messages import Inbox, Received, send_control
+from monitor.mpi.ranks import RankLayout
+from monitor.mpi.signals import StopSignal
+from monitor.processing.protocol import ProcessingPipelineProtocol
+
+__all__ = ["CollectorReport", "run_collector"]
+
+log = logging.getLogger(__name__)
+
+IDLE_SLEEP_S = (0.0002, 0.005)
+"""Sleep between empty polls: starts short (latency), doubles up to the cap (CPU)."""
+
+RATE_WINDOW_S = 2.0
+"""events/s in the status line is measured over this trailing window."""
+
+
+@dataclass
+class CollectorReport:
+    """What the collector saw: the run's figures for the summary."""
+
+    events_collected: int = 0
+    events_failed: int = 0
+    acquisitions_started: int = 0
+    acquisitions_ended: int = 0
+    frames_sent: int | None = None
+    frames_per_port: dict[str, int] = field(default_factory=dict)
+    stop_reason: str = ""
+    errors: list[str] = field(default_factory=list)
+    first_event_s: float | None = None
+    last_event_s: float | None = None
+
+
+StatusPrinter = Callable[[dict[str, Any]], None]
+
+
+class _Collector:
+    def __init__(self, comm: MPI.Comm, layout: RankLayout, pipeline: ProcessingPipelineProtocol,
+                 run: RunParameters, stop_after_acquisition: bool, source: str,
+                 stop_signal: StopSignal, print_status: StatusPrinter) -> None:
+        self._comm = comm
+        self._layout = layout
+        self._pipeline = pipeline
+        self._run = run
+        self._stop_after_acquisition = stop_after_acquisition
+        self._source = source
+        self._stop_signal = stop_signal
+        self._print_status = print_status
+        self._ranks = {"node_rank": layout.rank, "node_pool_size": layout.size}
+        self.report = CollectorReport()
+        self._started = time.monotonic()
+        self._last_activity = self._started
+        self._recent: deque[tuple[float, int]] = deque()
+        self._next_status = self._started + run.status_interval_s
+        self._warned_no_data = False
+        self._drain_started: float | None = None
+        self._drained: set[int] = set()
+        self._finished: set[int] = set()
+        self._stop_sent_at: float | None = None
+        self._said_bye: set[int] = set()
+
+    # -- the loop ---------------------------------------------------------------
+
+    def run(self) -> CollectorReport:
+        inbox = Inbox(self._comm)
+        sleep = IDLE_SLEEP_S[0]
+        while len(self._said_bye) < len(self._layout.workers):
+            message = inbox.poll()
+            if message is not None:
+                try:
+                    self._handle(message)
+                except Exception as error:  # the collector's own failure ends the run like a worker's
+                    log.debug("collector failed", exc_info=True)
+                    self.fail(f"rank {self._layout.rank} (collector): {type(error).__name__}: {error}")
+                sleep = IDLE_SLEEP_S[0]
+            else:
+                time.sleep(sleep)
+                sleep = min(2 * sleep, IDLE_SLEEP_S[1])
+            self._check_clock(time.monotonic())
+        return self.report
+
+    def _handle(self, message: Received) -> None:
+        kind, values = message.kind, message.values
+        if kind == "result":
+            self._collect(message)
+        elif kind == "skipped":
+            self.report.events_failed += 1
+            self._note_event()
+        elif kind == "start":
+            self.report.acquisitions_started += 1
+            self._last_activity = time.monotonic()
+        elif kind == "end":
+            self._end_of_acquisition(message.source, values)
+        elif kind == "drained":
+            self._drained.add(message.source)
+        elif kind == "finished":
+            self._finished.add(message.source)
+            if self._finished >= set(self._layout.workers):
+                self._stop("every worker's event source ended")
+        elif kind == "stop_request":
+            self._stop(f"{values.get('signal', 'signal')} on rank {message.source}")
+        elif kind == "error":
+            self.fail(values["message"])
+        elif kind == "bye":
+            self._said_bye.add(message.source)
+
+    def fail(self, message: str) -> None:
+        """Record an error as the reason the run ends (the exit code becomes non-zero)."""
+        self.report.errors.append(message)
+        log.error("%s", message)
+        self._stop(f"error ({message})")
+
+    def _collect(self, message: Received) -> None:
+        if self.report.errors:  # after a failure, results are only drained, not aggregated
+            return
+        feedback = self._pipeline.collect_data(processed_data=message.as_processed_event(), **self._ranks)
+        if feedback and self._stop_sent_at is None:
+            send_control(self._comm, self._layout.workers, "feedback", feedback)
+        self.report.events_collected += 1
+        self._note_event()
+        if self._run.max_events is not None and self.report.events_collected >= self._run.max_events:
+            self._stop(f"max_events ({self._run.max_events}) reached")
+
+    def _note_event(self) -> None:
+        now = time.monotonic()
+        self._last_activity = now
+        if self.report.first_event_s is None:
+            self.report.first_event_s = now
+        self.report.last_event_s = now
+        self._recent.append((now, self.report.events_collected + self.report.events_failed))
+
+    def _end_of_acquisition(self, source: int, values: dict[str, Any]) -> None:
+        """One worker saw the end message; the others may still hold frames sent before it."""
+        self.report.acquisitions_ended += 1
+        self._last_activity = time.monotonic()
+        frames_sent = values.get("frames_sent")
+        if frames_sent is not None:
+            self.report.frames_sent = (self.report.frames_sent or 0) + frames_sent
+        for port, count in values.get("frames_per_port", {}).items():
+            key = str(port)
+            self.report.frames_per_port[key] = self.report.frames_per_port.get(key, 0) + count
+        log.info("acquisition %d ended (seen by rank %d): sender reports %s frames",
+                 self.report.acquisitions_ended, source,
+                 frames_sent if frames_sent is not None else values.get("frames_per_port"))
+        if self._stop_after_acquisition and self._drain_started is None and self._stop_sent_at is None:
+            self._drain_started = time.monotonic()
+            send_control(self._comm, self._layout.workers, "drain")
+
+    # -- what time decides --------------------------------------------------------
+
+    def _check_clock(self, now: float) -> None:
+        if now >= self._next_status:
+            self._next_status = now + self._run.status_interval_s
+            self._print_status(self.live_figures(now))
+        if self._stop_signal.received:
+            self._stop(f"{self._stop_signal.name} on the collector")
+        if self._stop_sent_at is not None:
+            self._check_workers_answer(now)
+            return
+        if self._drain_started is not None:
+            self._check_drain(now)
+        idle = now - self._last_activity
+        if self.report.first_event_s is None and not self._warned_no_data and idle > self._run.no_data_warning_s:
+            self._warned_no_data = True
+            log.warning("no frames from %s after %.0f s: is the detector or frame sender running? Still waiting.",
+                        self._source, idle)
+        if self._run.idle_timeout_s is not None and idle > self._run.idle_timeout_s:
+            self._stop(f"idle timeout: nothing arrived for {self._run.idle_timeout_s:g} s")
+
+    def _check_drain(self, now: float) -> None:
+        """Stop once every worker has emptied its queue and the announced frames are in."""
+        if self._drained < set(self._layout.workers):
+            return
+        expected = self.report.frames_sent
+        handled = self.report.events_collected + self.report.events_failed
+        if expected is None or handled >= expected:
+            self._stop("end of acquisition")
+        elif now - self._drain_started > self._run.drain_timeout_s:
+            log.warning("the sender announced %d frames but %d arrived", expected, handled)
+            self._stop("end of acquisition (frames missing)")
+
+    def _check_workers_answer(self, now: float) -> None:
+        if now - self._stop_sent_at > self._run.stop_timeout_s:
+            silent = sorted(set(self._layout.workers) - self._said_bye)
+            log.error("rank(s) %s did not stop within %.0f s: aborting the job", silent, self._run.stop_timeout_s)
+            self._comm.Abort(1)
+
+    def _stop(self, reason: str) -> None:
+        if self._stop_sent_at is not None:
+            return
+        self.report.stop_reason = reason
+        log.info("stopping: %s", reason)
+        self._stop_sent_at = time.monotonic()
+        send_control(self._comm, self._layout.workers, "stop")
+
+    # -- figures -------------------------------------------------------------------
+
+    def live_figures(self, now: float) -> dict[str, Any]:
+        while self._recent and now - self._recent[0][0] > RATE_WINDOW_S:
+            self._recent.popleft()
+        handled = self.report.events_collected + self.report.events_failed
+        rate = 0.0
+        if len(self._recent) >= 2:
+            (t0, n0), (t1, n1) = self._recent[0], self._recent[-1]
+            rate = (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+        if self._recent and now - self._recent[-1][0] > 1.0:
+            rate = 0.0
+        return {
+            "elapsed_s": now - self._started,
+            "events": handled,
+            "events_per_s": rate,
+            "failed": self.report.events_failed,
+            "acquisitions": self.report.acquisitions_ended,
+            **self._pipeline.status(),
+        }
+
+
+def run_collector(comm: MPI.Comm, layout: RankLayout, pipeline: ProcessingPipelineProtocol,
+                  run: RunParameters, *, stop_after_acquisition: bool, source: str,
+                  stop_signal: StopSignal, print_status: StatusPrinter,
+                  initialize: Callable[[], None]) -> CollectorReport:
+    """Run this rank as the collector until every worker has said its last word.
+
+    ``initialize`` prepares the collecting node (the handler's and the
+    pipeline's); if it fails, the workers are still stopped in order.
+    """
+    collector = _Collector(comm, layout, pipeline, run, stop_after_acquisition, source, stop_signal, print_status)
+    try:
+        initialize()
+    except Exception as error:
+        log.debug("collector initialization failed", exc_info=True)
+        collector.fail(f"rank {layout.rank} (collector): {type(error).__name__}: {error}")
+    report = collector.run()
+    pipeline.end_processing_on_collecting_node(node_rank=layout.rank, node_pool_size=layout.size)
+    return report

@@ -1,0 +1,146 @@
+"""What travels between ranks, and how: msgpack headers plus raw array buffers.
+
+Worker -> collector: every message is a msgpack header on ``TAG_MESSAGE``
+(its ``t`` says what it is), followed, for results, by one ``TAG_ARRAY``
+message per numpy array, sent from the array's own buffer.  MPI keeps
+messages between one pair of ranks in order, so a result's arrays arrive
+right after its header and a worker's last word (``bye``) after its results.
+Collector -> worker: msgpack control messages on ``TAG_CONTROL``.
+Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import numpy as np
+from mpi4py import MPI
+
+from monitor.processing.protocol import ProcessedEvent
+
+__all__ = [
+    "TAG_MESSAGE",
+    "TAG_ARRAY",
+    "TAG_CONTROL",
+    "Outbox",
+    "Inbox",
+    "Received",
+    "send_control",
+    "poll_control",
+]
+
+TAG_MESSAGE = 11
+TAG_ARRAY = 12
+TAG_CONTROL = 13
+
+MAX_IN_FLIGHT = 64
+"""Sends a worker keeps pending before it waits: bounds the memory held for the collector."""
+
+
+def _plain(value: Any) -> Any:
+    """msgpack's fallback for numpy scalars and small arrays inside ``values``."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot send a {type(value).__name__} in result values; put arrays in `arrays`")
+
+
+def pack(header: dict[str, Any]) -> bytes:
+    return msgpack.packb(header, default=_plain, use_bin_type=True)
+
+
+def unpack(payload: bytes | bytearray) -> dict[str, Any]:
+    return msgpack.unpackb(payload, raw=False, strict_map_key=False)
+
+
+class Outbox:
+    """A worker's non-blocking sends to the collector, with a bound on those in flight."""
+
+    def __init__(self, comm: MPI.Comm, collector: int) -> None:
+        self._comm = comm
+        self._collector = collector
+        self._pending: deque[tuple[MPI.Request, Any]] = deque()
+
+    def send(self, kind: str, values: dict[str, Any] | None = None,
+             arrays: dict[str, np.ndarray] | None = None) -> None:
+        arrays = {name: np.ascontiguousarray(array) for name, array in (arrays or {}).items()}
+        header = {"t": kind, "v": values or {},
+                  "a": [[name, array.dtype.str, list(array.shape)] for name, array in arrays.items()]}
+        payload = pack(header)
+        self._track(self._comm.Isend([payload, MPI.BYTE], self._collector, TAG_MESSAGE), payload)
+        for array in arrays.values():
+            self._track(self._comm.Isend(array, self._collector, TAG_ARRAY), array)
+
+    def send_result(self, result: ProcessedEvent) -> None:
+        self.send("result", result.values, result.arrays)
+
+    def _track(self, request: MPI.Request, keep_alive: Any) -> None:
+        """Hold each buffer until its send completes; wait only past the bound."""
+        self._pending.append((request, keep_alive))
+        while self._pending and self._pending[0][0].Test():
+            self._pending.popleft()
+        while len(self._pending) > MAX_IN_FLIGHT:
+            self._pending.popleft()[0].Wait()
+
+    def flush(self) -> None:
+        while self._pending:
+            self._pending.popleft()[0].Wait()
+
+
+@dataclass(frozen=True)
+class Received:
+    """One message a worker sent: its kind, values and arrays."""
+
+    source: int
+    kind: str
+    values: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+
+    def as_processed_event(self) -> ProcessedEvent:
+        return ProcessedEvent(values=self.values, arrays=self.arrays)
+
+
+class Inbox:
+    """The collector's receiving end: never blocks when nothing is there."""
+
+    def __init__(self, comm: MPI.Comm) -> None:
+        self._comm = comm
+        self._status = MPI.Status()
+
+    def poll(self) -> Received | None:
+        comm, status = self._comm, self._status
+        if not comm.Iprobe(MPI.ANY_SOURCE, TAG_MESSAGE, status):
+            return None
+        source = status.Get_source()
+        payload = bytearray(status.Get_count(MPI.BYTE))
+        comm.Recv([payload, MPI.BYTE], source, TAG_MESSAGE)
+        header = unpack(payload)
+        arrays = {}
+        for name, dtype, shape in header["a"]:
+            array = np.empty(shape, dtype=np.dtype(dtype))
+            comm.Recv(array, source, TAG_ARRAY)
+            arrays[name] = array
+        return Received(source=source, kind=header["t"], values=header["v"], arrays=arrays)
+
+
+def send_control(comm: MPI.Comm, ranks: list[int], kind: str, values: dict[str, Any] | None = None) -> None:
+    """Tell workers something (stop, drain, feedback); small messages, sent eagerly."""
+    payload = pack({"t": kind, "v": values or {}})
+    requests = [comm.Isend([payload, MPI.BYTE], rank, TAG_CONTROL) for rank in ranks]
+    MPI.Request.Waitall(requests)
+
+
+def poll_control(comm: MPI.Comm, collector: int) -> list[tuple[str, dict[str, Any]]]:
+    """Every control message waiting for this worker, oldest first."""
+    messages = []
+    status = MPI.Status()
+    while comm.Iprobe(collector, TAG_CONTROL, status):
+        payload = bytearray(status.Get_count(MPI.BYTE))
+        comm.Recv([payload, MPI.BYTE], collector, TAG_CONTROL)
+        header = unpack(payload)
+        messages.append((header["t"], header["v"]))
+    return messages

@@ -1,0 +1,257 @@
+"""A simulated JUNGFRAU 1M on the wire: ``python -m monitor.simulate``.
+
+It sends what :class:`monitor.simulation.SimulatedJungfrau1M` draws, in either
+of the two shapes real software sends:
+
+* ``--protocol sync``: whole frames on one PUSH socket, exactly as PSI's frame
+  synchronizer does (start, one message per frame, end): what the monitor's
+  workers read directly;
+* ``--protocol receiver``: one PUB stream per module (or half-module) on
+  consecutive ports, as slsReceiver does, for the frame assembler.
+
+It sends a finite acquisition at a given rate and can record the ground truth
+(which frames hold which peaks) as JSON lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import zmq
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from monitor import wire
+from monitor.endpoints import check_endpoint, endpoint_with_port_offset
+
+__all__ = ["SimulatorParameters", "run_simulator", "main"]
+
+FIRST_UDP_PORT = 50012
+"""The synchronizer names each stream by its UDP port; ours count up from here."""
+
+
+class SimulatorParameters(BaseModel):
+    """What to simulate and where to send it (the YAML ``simulator`` section)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    protocol: Literal["sync", "receiver"] = "sync"
+    url: str = "tcp://127.0.0.1:55555"
+    """Where to bind: the PUSH socket (sync) or the first receiver stream (receiver)."""
+    frames: int = Field(default=3000, ge=0)
+    rate_hz: float = Field(default=500.0, gt=0)
+    streams: Literal[2, 4] = 2
+    """Two module streams, or four half-module streams (two UDP interfaces per module)."""
+    first_frame: int = Field(default=1, ge=1)
+    seed: int = 0
+    hit_fraction: float = Field(default=0.25, ge=0, le=1)
+    truth_file: Path | None = None
+    subscriber_wait_s: float = Field(default=30.0, gt=0)
+    """Receiver protocol: how long to wait for a subscriber on every stream before sending."""
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_an_endpoint(cls, url: str) -> str:
+        return check_endpoint(url)
+
+    def command_line(self) -> list[str]:
+        """The arguments that make ``python -m monitor.simulate`` run these parameters."""
+        args = [
+            "--protocol", self.protocol, "--url", self.url, "--frames", str(self.frames),
+            "--rate", str(self.rate_hz), "--streams", str(self.streams),
+            "--first-frame", str(self.first_frame), "--seed", str(self.seed),
+            "--hit-fraction", str(self.hit_fraction),
+            "--subscriber-wait", str(self.subscriber_wait_s),
+        ]
+        if self.truth_file is not None:
+            args += ["--truth", str(self.truth_file)]
+        return args
+
+
+def _paced(count: int, rate_hz: float, first: int) -> Iterator[int]:
+    """Frame numbers at ``rate_hz``, catching up after a slow frame rather than drifting."""
+    start = time.perf_counter()
+    for i in range(count):
+        delay = start + i / rate_hz - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        yield first + i
+
+
+def _stream_slices(streams: int) -> list[tuple[int, slice]]:
+    """(row index, frame rows) of each stream: a module, or half a module."""
+    rows = 1024 // streams
+    return [(k, slice(k * rows, (k + 1) * rows)) for k in range(streams)]
+
+
+def _stream_port(stream: int) -> int:
+    """Module m interface i gets a distinct port, sorted like PSI's (module first)."""
+    return FIRST_UDP_PORT + stream
+
+
+def _frames(parameters: SimulatorParameters) -> Iterator[tuple[int, np.ndarray]]:
+    from monitor.simulation import SimulatedJungfrau1M
+
+    model = SimulatedJungfrau1M(seed=parameters.seed, hit_fraction=parameters.hit_fraction)
+    truth = parameters.truth_file.open("w") if parameters.truth_file else None
+    try:
+        for number in _paced(parameters.frames, parameters.rate_hz, parameters.first_frame):
+            raw, frame_truth = model.frame(number)
+            if truth is not None:
+                truth.write(json.dumps(frame_truth.to_json()) + "\n")
+            yield number, raw
+    finally:
+        if truth is not None:
+            truth.close()
+
+
+def _send_sync(context: zmq.Context, parameters: SimulatorParameters) -> int:
+    """Start, frames and end on one PUSH socket; blocks (like PSI's) while no worker reads."""
+    socket = context.socket(zmq.PUSH)
+    socket.setsockopt(zmq.LINGER, -1)
+    socket.bind(parameters.url)
+    slices = _stream_slices(parameters.streams)
+    nbytes = 1024 // parameters.streams * 1024 * 2
+    receivers = _receivers(parameters.streams)
+    socket.send_multipart(wire.build_sync_start([
+        {"udpPorts": ports, "bitmode": 16, "filePath": "/", "fileName": "run", "fileIndex": 0,
+         "detshape": [1, parameters.streams], "size": nbytes, "quad": 0}
+        for ports in receivers
+    ]))
+    sent = 0
+    for index, (number, raw) in enumerate(_frames(parameters)):
+        modules = [
+            (wire.module_header(port=_stream_port(k), row=k, column=0, frame_number=number,
+                                frame_index=index, shape=raw[rows].shape,
+                                packets=128 // (parameters.streams // 2),
+                                progress=100.0 * (index + 1) / parameters.frames),
+             memoryview(raw[rows]))
+            for k, rows in slices
+        ]
+        socket.send_multipart(wire.build_sync_frame(modules), copy=False)
+        sent += 1
+    socket.send_multipart(wire.build_sync_end([(ports, [sent] * len(ports)) for ports in receivers]))
+    socket.close()
+    return sent
+
+
+def _receivers(streams: int) -> list[list[int]]:
+    """The UDP ports each receiver (one per module) serves."""
+    per_module = streams // 2
+    return [[_stream_port(m * per_module + i) for i in range(per_module)] for m in range(2)]
+
+
+def _send_receiver(context: zmq.Context, parameters: SimulatorParameters) -> int:
+    """One PUB stream per module or half-module, like slsReceiver; end message on each."""
+    sockets = []
+    for k in range(parameters.streams):
+        socket = context.socket(zmq.XPUB)  # XPUB: we see subscriptions, so we know when to start
+        socket.setsockopt(zmq.SNDHWM, 1000)
+        socket.setsockopt(zmq.LINGER, 2000)
+        socket.bind(endpoint_with_port_offset(parameters.url, k))
+        sockets.append(socket)
+    _wait_for_subscribers(sockets, parameters.subscriber_wait_s)
+    sent = 0
+    for index, (number, raw) in enumerate(_frames(parameters)):
+        for k, rows in _stream_slices(parameters.streams):
+            image = raw[rows]
+            header = wire.receiver_header(
+                detshape=[1, parameters.streams], shape=[image.shape[1], image.shape[0]],
+                size=image.nbytes, acqIndex=number, frameIndex=index, frameNumber=number,
+                progress=100.0 * (index + 1) / parameters.frames, row=k,
+                packetNumber=128 // (parameters.streams // 2), fname="/simulated/run",
+                rx_roi=[0, image.shape[1] - 1, 0, image.shape[0] - 1],
+            )
+            sockets[k].send_multipart([wire.encode_header(header), memoryview(image)], copy=False)
+        sent += 1
+    for socket in sockets:
+        socket.send(wire.encode_header(wire.receiver_end_header()))
+        socket.close()
+    return sent
+
+
+def _wait_for_subscribers(sockets: list[zmq.Socket], timeout_s: float) -> None:
+    poller = zmq.Poller()
+    for socket in sockets:
+        poller.register(socket, zmq.POLLIN)
+    waiting = set(sockets)
+    deadline = time.monotonic() + timeout_s
+    while waiting and time.monotonic() < deadline:
+        for socket, _ in poller.poll(100):
+            if socket.recv()[:1] == b"\x01":  # a subscription, not an unsubscription
+                waiting.discard(socket)
+    if waiting:
+        print(f"simulator: {len(waiting)} stream(s) have no subscriber after {timeout_s} s; sending anyway",
+              file=sys.stderr)
+
+
+def _exit_with_parent() -> None:
+    """Started by the monitor, the simulator must not outlive it (e.g. after a kill -9)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def run_simulator(parameters: SimulatorParameters) -> int:
+    """Send one acquisition; return the number of frames sent."""
+    context = zmq.Context()
+    try:
+        send = _send_sync if parameters.protocol == "sync" else _send_receiver
+        return send(context, parameters)
+    finally:
+        context.term()
+
+
+def _arguments(argv: list[str] | None) -> SimulatorParameters:
+    defaults = SimulatorParameters()
+    parser = argparse.ArgumentParser(prog="python -m monitor.simulate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--protocol", choices=["sync", "receiver"], default=defaults.protocol,
+                        help="sync: whole frames on PUSH, as PSI's frame synchronizer; receiver: one PUB per stream")
+    parser.add_argument("--url", default=defaults.url, help="where to bind (receiver: the first stream's port)")
+    parser.add_argument("--frames", type=int, default=defaults.frames)
+    parser.add_argument("--rate", type=float, default=defaults.rate_hz, help="frames per second")
+    parser.add_argument("--streams", type=int, choices=[2, 4], default=defaults.streams)
+    parser.add_argument("--first-frame", type=int, default=defaults.first_frame)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--hit-fraction", type=float, default=defaults.hit_fraction)
+    parser.add_argument("--truth", type=Path, default=None, help="write each frame's ground truth here (JSON lines)")
+    parser.add_argument("--subscriber-wait", type=float, default=defaults.subscriber_wait_s)
+    parser.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.exit_with_parent:
+        _exit_with_parent()
+    return SimulatorParameters(
+        protocol=args.protocol, url=args.url, frames=args.frames, rate_hz=args.rate,
+        streams=args.streams, first_frame=args.first_frame, seed=args.seed,
+        hit_fraction=args.hit_fraction, truth_file=args.truth, subscriber_wait_s=args.subscriber_wait,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        parameters = _arguments(argv)
+    except ValueError as error:
+        print(f"simulator: {error}", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    sent = run_simulator(parameters)
+    elapsed = time.perf_counter() - start
+    print(f"simulator: sent {sent} frames in {elapsed:.1f} s ({sent / max(elapsed, 1e-9):.0f}/s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
