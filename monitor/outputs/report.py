@@ -1,0 +1,108 @@
+"""The end-of-run report: ``report.png`` (hit-rate history, powder, radial profile) and ``summary.json``.
+
+The report draws the last snapshot it was given in :meth:`RunReport.on_tick`,
+so the collector ticks once more with the final aggregates before closing.
+It uses matplotlib's object API on an Agg canvas: no pyplot state, no display.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from monitor.outputs.builtin import to_builtin
+from monitor.outputs.protocol import HIT_RATE_HISTORY, POWDER, RADIAL_PROFILE
+from monitor.processing.protocol import ProcessedEvent
+
+__all__ = ["RunReport", "flatten_figures"]
+
+_TABLE_ROWS = 32
+
+
+def flatten_figures(summary: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested summary -> ``{"a.b": value}`` for the scalar figures (lists and arrays left out).
+
+    >>> flatten_figures({"events": 3, "outputs": {"hits_written": 1}, "peaks": [1, 2]})
+    {'events': 3, 'outputs.hits_written': 1}
+    """
+    flat: dict[str, Any] = {}
+    for name, value in summary.items():
+        if isinstance(value, dict):
+            flat |= flatten_figures(value, f"{prefix}{name}.")
+        elif not isinstance(value, (list, tuple, np.ndarray)):
+            flat[f"{prefix}{name}"] = value
+    return flat
+
+
+class RunReport:
+    """Writes the run's summary figures and plots when the run closes (a :class:`CollectorOutput`)."""
+
+    def __init__(self) -> None:
+        self._run_dir: Path | None = None
+        self._status: dict[str, Any] = {}
+        self._snapshot: dict[str, Any] = {}
+
+    def open(self, *, run_dir: Path) -> None:
+        self._run_dir = run_dir
+
+    def on_result(self, result: ProcessedEvent) -> None:
+        """Nothing per event: the report draws aggregates."""
+
+    def on_tick(self, *, status: dict[str, Any], snapshot: dict[str, Any]) -> None:
+        self._status, self._snapshot = status, snapshot
+
+    def close(self, *, summary: dict[str, Any]) -> None:
+        if self._run_dir is None:
+            return
+        figures = {"run": self._run_dir.name, **summary, "last_status": self._status}
+        (self._run_dir / "summary.json").write_text(json.dumps(figures, indent=2, default=to_builtin) + "\n")
+        self._plot(figures).savefig(self._run_dir / "report.png", dpi=100)
+        self._run_dir = None
+
+    def _plot(self, figures: dict[str, Any]) -> Figure:
+        figure = Figure(figsize=(14, 10), layout="constrained")
+        FigureCanvasAgg(figure)
+        history_axes, profile_axes, powder_axes, table_axes = figure.subplots(2, 2).flat
+        figure.suptitle(f"Run {figures['run']}")
+        self._line(history_axes, HIT_RATE_HISTORY, "Hit-rate history", "time bin", "hit rate")
+        self._line(profile_axes, RADIAL_PROFILE, "Radial profile", "radial bin", "intensity")
+        self._powder(powder_axes)
+        table_axes.axis("off")
+        rows = [f"{name}: {_format(value)}" for name, value in flatten_figures(figures).items()]
+        if len(rows) > _TABLE_ROWS:
+            rows = [*rows[: _TABLE_ROWS - 1], f"... {len(rows) - _TABLE_ROWS + 1} more in summary.json"]
+        table_axes.text(0.0, 1.0, "\n".join(rows), va="top", family="monospace", fontsize=9)
+        return figure
+
+    def _line(self, axes: Axes, key: str, title: str, x_label: str, y_label: str) -> None:
+        axes.set(title=title, xlabel=x_label, ylabel=y_label)
+        values = self._snapshot.get(key)
+        if isinstance(values, np.ndarray) and values.ndim == 1 and values.size:
+            axes.plot(np.arange(values.size), values)
+        else:
+            _not_available(axes)
+
+    def _powder(self, axes: Axes) -> None:
+        axes.set(title="Virtual powder (log scale)", xlabel="column", ylabel="row")
+        powder = self._snapshot.get(POWDER)
+        if not (isinstance(powder, np.ndarray) and powder.ndim == 2):
+            _not_available(axes)
+            return
+        scaled = np.log1p(np.clip(powder, 0, None))
+        low, high = np.percentile(scaled, [1.0, 99.5])
+        image = axes.imshow(scaled, cmap="viridis", vmin=low, vmax=max(high, low + 1e-6))
+        axes.figure.colorbar(image, ax=axes, label="log(1 + counts)")
+
+
+def _not_available(axes: Axes) -> None:
+    axes.text(0.5, 0.5, "not available", transform=axes.transAxes, ha="center", va="center", color="grey")
+
+
+def _format(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
