@@ -39,7 +39,7 @@ class DataRetrievalLayerParameters(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    data_event_handler: Literal["Jungfrau1MZmqDataEventHandler"]
+    data_event_handler: str
     source: str
     """The frame sender's URL (PSI's synchronizer, our assembler), or ``simulator``."""
     collector_rank: Literal["first", "last"] = "first"

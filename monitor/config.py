@@ -55,7 +55,7 @@ class RunParameters(BaseModel):
     """Stop after this many events have been collected (None: no limit)."""
     idle_timeout_s: float | None = Field(default=None, gt=0)
     """Stop when no event has arrived for this long (None: wait for ever)."""
-    no_data_warning_s: float = Field(default=5.0, gt=0)
+    no_data_warning_s: float = Field(default=3.0, gt=0)
     """Warn once when nothing has arrived this long after the start."""
     status_interval_s: float = Field(default=1.0, gt=0)
     """Seconds between live status lines on the collector."""
@@ -86,9 +86,19 @@ class MonitorConfig:
 
 
 def resolve_class(name: str, registry: dict[str, str]) -> type:
-    """Import the class a registry entry names (imports are deferred until named)."""
-    module_name, _, class_name = registry[name].partition(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    """Import the class a registry name or a ``package.module:Class`` path names.
+
+    The path form lets a site plug in its own handler or pipeline without
+    editing this package.  Imports are deferred until a class is named.
+    """
+    module_name, _, class_name = registry.get(name, name).partition(":")
+    try:
+        found = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise LookupError(f"cannot import {name!r} ({error})") from None
+    if not hasattr(found, "Parameters"):
+        raise LookupError(f"{name!r} has no Parameters model, so its YAML section cannot be checked")
+    return found
 
 
 def load_config(path: Path | str) -> MonitorConfig:
@@ -155,13 +165,17 @@ class _Locator:
         where = prefix + (key,)
         if name is None:
             raise ConfigurationError(f"{self._where(where)}: {'.'.join(where)}: missing key")
-        if name not in registry:
+        if name not in registry and ":" not in str(name):
             hint = _did_you_mean(str(name), registry)
             known = ", ".join(sorted(registry))
             raise ConfigurationError(
-                f"{self._where(where)}: {'.'.join(where)}: unknown class {name!r}{hint} (known: {known})"
+                f"{self._where(where)}: {'.'.join(where)}: unknown class {name!r}{hint} "
+                f"(known: {known}; or give package.module:Class)"
             )
-        return resolve_class(name, registry)
+        try:
+            return resolve_class(name, registry)
+        except LookupError as error:
+            raise ConfigurationError(f"{self._where(where)}: {'.'.join(where)}: {error}") from None
 
     def _error(
         self, prefix: tuple[Any, ...], loc: tuple[Any, ...], error: dict[str, Any], model: type[BaseModel]
@@ -174,7 +188,7 @@ class _Locator:
         elif error["type"] == "missing":
             message = "missing key"
         else:
-            message = f"{error['msg']} (got {error.get('input')!r})"
+            message = f"{error['msg'].removeprefix('Value error, ')} (got {error.get('input')!r})"
         return ConfigurationError(f"{self._where(full)}: {dotted}: {message}")
 
     def _where(self, loc: tuple[Any, ...]) -> str:

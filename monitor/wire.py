@@ -41,6 +41,9 @@ __all__ = [
     "build_sync_frame",
     "build_sync_end",
     "module_header",
+    "sync_module_header",
+    "sync_start_fields",
+    "FIRST_UDP_PORT",
     "receiver_header",
     "receiver_end_header",
     "encode_header",
@@ -49,6 +52,9 @@ __all__ = [
 
 PIXEL_DTYPE = np.dtype("<u2")
 """JUNGFRAU pixels on the wire: little-endian uint16 (bitmode 16)."""
+
+FIRST_UDP_PORT = 50012
+"""Our senders have no UDP ports; stream ``i`` is named ``FIRST_UDP_PORT + i`` (PSI's first port)."""
 
 BufferLike = Any
 """Anything exposing the buffer protocol: ``bytes``, ``memoryview``, ``zmq.Frame``."""
@@ -180,15 +186,15 @@ def parse_sync_message(parts: Sequence[BufferLike]) -> SyncMessage:
     htype = first.get("htype")
     if htype == "module":
         return _parse_sync_frame(parts, first)
+    if htype not in ("header", "series_end"):
+        raise WireFormatError(f"part 0: unknown htype {htype!r} (expected header, module or series_end)")
     headers = [first] + [_json_part(part, f"part {i}") for i, part in enumerate(parts[1:], 1)]
     for i, header in enumerate(headers):
         if header.get("htype") != htype:
             raise WireFormatError(f"part {i}: htype {header.get('htype')!r} in a {htype!r} message")
     if htype == "header":
         return SyncStart(headers=headers)
-    if htype == "series_end":
-        return SyncEnd(headers=headers, frames_per_port=_frames_per_port(headers))
-    raise WireFormatError(f"part 0: unknown htype {htype!r} (expected header, module or series_end)")
+    return SyncEnd(headers=headers, frames_per_port=_frames_per_port(headers))
 
 
 def _frames_per_port(headers: list[dict[str, Any]]) -> dict[int, int]:
@@ -241,6 +247,42 @@ def module_header(
     return header
 
 
+_SYNC_MODULE_KEYS = (
+    "shape", "acqIndex", "frameIndex", "flipRows", "progress", "completeImage", "imageSize",
+    "frameNumber", "expLength", "packetNumber", "detSpec1", "timestamp", "modId", "row", "column",
+    "detSpec2", "detSpec3", "detSpec4", "detType", "version",
+)
+
+
+def sync_module_header(receiver: dict[str, Any], *, port: int) -> dict[str, Any]:
+    """The synchronizer's frame header for one receiver image: its values, PSI's keys and order.
+
+    Raises WireFormatError when the receiver header lacks a key the synchronizer sends.
+    """
+    header: dict[str, Any] = {"htype": "module", "port": port}
+    try:
+        for key in _SYNC_MODULE_KEYS:
+            header[key] = receiver["size" if key == "imageSize" else key]
+    except KeyError as error:
+        raise WireFormatError(f"part 0: key {error.args[0]!r} missing") from None
+    if "addJsonHeader" in receiver:
+        header["addJsonHeader"] = receiver["addJsonHeader"]
+    return header
+
+
+def sync_start_fields(receiver: dict[str, Any], *, ports: list[int]) -> dict[str, Any]:
+    """One receiver's part of the synchronizer start message, from one of its data headers."""
+    path, _, name = str(receiver.get("fname", "")).rpartition("/")
+    fields = {
+        "udpPorts": ports, "bitmode": receiver.get("bitmode", 16), "filePath": path or "/",
+        "fileName": name, "fileIndex": receiver.get("fileIndex", 0), "detshape": receiver.get("detshape"),
+        "size": receiver.get("size"), "quad": receiver.get("quad", 0),
+    }
+    if "addJsonHeader" in receiver:
+        fields["addJsonHeader"] = receiver["addJsonHeader"]
+    return fields
+
+
 def encode_header(header: dict[str, Any]) -> bytes:
     """A JSON header part as the senders write it: text ending in a newline."""
     return (json.dumps(header) + "\n").encode()
@@ -258,11 +300,19 @@ def build_sync_frame(modules: Sequence[tuple[dict[str, Any], BufferLike]]) -> li
     return parts
 
 
-def build_sync_end(frames_per_receiver: Sequence[tuple[list[int], list[int]]]) -> list[bytes]:
-    """One series_end part per receiver, from its (ports, frame counts)."""
+def build_sync_end(
+    frames_per_receiver: Sequence[tuple[list[int], list[int]]],
+    *, last_frame_numbers: Sequence[list[int]] | None = None,
+) -> list[bytes]:
+    """One series_end part per receiver, from its (ports, frame counts).
+
+    PSI's ``lastFrameIndex`` is each port's last frame number; without
+    ``last_frame_numbers`` the counts stand in for it.
+    """
+    lasts = last_frame_numbers or [frames for _, frames in frames_per_receiver]
     return [
-        encode_header({"htype": "series_end", "udpPorts": ports, "comleteFrames": frames, "lastFrameIndex": frames})
-        for ports, frames in frames_per_receiver
+        encode_header({"htype": "series_end", "udpPorts": ports, "comleteFrames": frames, "lastFrameIndex": last})
+        for (ports, frames), last in zip(frames_per_receiver, lasts, strict=True)
     ]
 
 

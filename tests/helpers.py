@@ -1,0 +1,41 @@
+"""Test helpers: free ports, configurations derived from the shipped default, mpirun."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+__all__ = ["ROOT", "DEFAULT_CONFIG", "MPIRUN", "free_port", "write_config"]
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = ROOT / "monitor.yaml"
+MPIRUN = Path(sys.executable).parent / "mpirun"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def write_config(folder: Path, changes: dict[str, dict[str, Any]], name: str = "monitor.yaml") -> Path:
+    """The shipped ``monitor.yaml`` with ``changes`` merged into its sections, on a free port."""
+    yaml = YAML()
+    document = yaml.load(DEFAULT_CONFIG.read_text())
+    document["data_retrieval_layer"]["simulator"]["url"] = f"tcp://127.0.0.1:{free_port()}"
+    for section, values in changes.items():
+        target = document.setdefault(section, {})
+        for key, value in values.items():
+            if isinstance(value, dict) and isinstance(target.get(key), dict):
+                target[key].update(value)
+            else:
+                target[key] = value
+    path = folder / name
+    with path.open("w") as stream:
+        yaml.dump(document, stream)
+    return path
