@@ -1,0 +1,122 @@
+"""Whole runs under real ``mpirun``: every way a run can end, on 2 to 8 ranks.
+
+Each test starts ``mpirun -n N python -m monitor CONFIG`` as a user would and
+checks the exit code, what was printed, the ``--summary-json`` figures and the
+time it took: a run that hangs fails here by its timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import MPIRUN, ROOT, free_port
+
+pytestmark = pytest.mark.slow
+
+
+def mpirun(ranks: int, config: Path, *extra: str, timeout: float = 90) -> tuple[subprocess.CompletedProcess, float]:
+    started = time.monotonic()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    done = subprocess.run([str(MPIRUN), "-n", str(ranks), sys.executable, "-m", "monitor", str(config), *extra],
+                          capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+    return done, time.monotonic() - started
+
+
+@pytest.mark.parametrize(("ranks", "collector"), [(2, "first"), (3, "last"), (8, "first"), (8, "last")])
+def test_a_finite_acquisition_is_processed_whole_then_every_rank_exits(config_factory, tmp_path, ranks, collector):
+    config = config_factory({"data_retrieval_layer": {"collector_rank": collector,
+                                                      "simulator": {"frames": 400, "rate_hz": 1000}}})
+    summary_file = tmp_path / "summary.json"
+    done, _ = mpirun(ranks, config, "--summary-json", str(summary_file))
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(summary_file.read_text())
+    assert summary["frames_sent"] == 400
+    assert summary["events_processed"] == 400 and summary["events_failed"] == 0
+    assert summary["collector_rank"] == (0 if collector == "first" else ranks - 1)
+    assert summary["stop_reason"] == "end of acquisition"
+    workers = [row for row in summary["per_rank"] if row["role"] == "worker"]
+    assert len(workers) == ranks - 1 and sum(row["events"] for row in workers) == 400
+    assert "events_processed" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("replace", "by", "expected"),
+    [
+        ("stop_after_acquisition:", "stop_after_acquisiton:", "unknown key (did you mean 'stop_after_acquisition'?)"),
+        ("pipeline: FrameStatisticsPipeline", "pipeline: NoSuchPipeline", "unknown class 'NoSuchPipeline'"),
+        ("source: simulator", "source: tcp://127.0.0.1:notaport", "is not a ZMQ endpoint"),
+    ],
+)
+def test_a_bad_configuration_ends_all_eight_ranks_with_one_line(tmp_path, replace, by, expected):
+    config = tmp_path / "bad.yaml"
+    config.write_text((ROOT / "monitor.yaml").read_text().replace(replace, by))
+    done, elapsed = mpirun(8, config, timeout=30)
+    assert done.returncode == 2
+    assert elapsed < 10
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and expected in lines[0] and f"{config}:" in lines[0]
+
+
+def test_check_validates_without_starting_work():
+    done = subprocess.run([sys.executable, "-m", "monitor", str(ROOT / "monitor.yaml"), "--check"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "configuration OK" in done.stdout
+
+
+def test_nothing_listening_warns_then_the_idle_timeout_ends_the_run(config_factory):
+    source = f"tcp://127.0.0.1:{free_port()}"
+    config = config_factory({"data_retrieval_layer": {"source": source},
+                             "monitor": {"idle_timeout_s": 4.0, "no_data_warning_s": 2.0}})
+    done, elapsed = mpirun(3, config)
+    assert done.returncode == 0, done.stderr
+    assert f"no frames from {source} after 2 s" in done.stderr
+    assert "idle timeout" in done.stdout and elapsed < 30
+
+
+def test_max_events_stops_a_long_acquisition_early(config_factory, tmp_path):
+    config = config_factory({"data_retrieval_layer": {"simulator": {"frames": 100000, "rate_hz": 1000}},
+                             "monitor": {"max_events": 150}})
+    summary_file = tmp_path / "summary.json"
+    done, _ = mpirun(3, config, "--summary-json", str(summary_file))
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(summary_file.read_text())
+    assert summary["events_processed"] >= 150 and "max_events (150)" in summary["stop_reason"]
+
+
+def test_an_exception_on_one_worker_ends_the_job_with_that_ranks_error(config_factory):
+    config = config_factory({"processing_layer": {"pipeline": "faulty_pipeline:FailingPipeline", "fail_on_rank": 2},
+                             "data_retrieval_layer": {"simulator": {"frames": 100000, "rate_hz": 1000}}})
+    done, elapsed = mpirun(4, config)
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.startswith("monitor: error:")]
+    assert errors == ["monitor: error: rank 2: RuntimeError: deliberate failure in processing"]
+    assert elapsed < 60
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_ends_the_run_cleanly_within_five_seconds(config_factory, signum):
+    config = config_factory({"data_retrieval_layer": {"simulator": {"frames": 100000, "rate_hz": 500}},
+                             "monitor": {"status_interval_s": 0.2}})
+    process = subprocess.Popen([str(MPIRUN), "-n", "4", sys.executable, "-m", "monitor", str(config)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        for line in process.stderr:  # wait until frames flow
+            if " 0 events" not in line and "events |" in line or time.monotonic() > deadline:
+                break
+        process.send_signal(signum)
+        sent = time.monotonic()
+        stdout, _ = process.communicate(timeout=30)
+        assert time.monotonic() - sent < 5
+    finally:
+        process.kill()
+    assert process.returncode == 0
+    assert f"{signum.name} on" in stdout and "events_processed" in stdout
