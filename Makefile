@@ -1,0 +1,36 @@
+# `make demo` and `make test` set everything up in .venv/ on a machine with only
+# Python 3.11+; MPI (mpirun included) comes from the mpich wheel.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+MPIRUN := $(VENV)/bin/mpirun
+RANKS  ?= 8
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-unit test-mpi bench clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(STAMP)
+	$(MPIRUN) -n $(RANKS) $(PY) -m monitor monitor.yaml
+
+test: test-unit test-mpi
+
+test-unit: $(STAMP)
+	$(PY) -m pytest
+
+# The MPI layer under real MPI, at the smallest pool and at a larger one than there are cores.
+test-mpi: $(STAMP)
+	$(MPIRUN) -n 2 $(PY) -m pytest --with-mpi -q -p no:cacheprovider tests/mpi
+	$(MPIRUN) -n 5 $(PY) -m pytest --with-mpi -q -p no:cacheprovider tests/mpi
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_framework.py
+
+clean:
+	rm -rf $(VENV) output build *.egg-info
