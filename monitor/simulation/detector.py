@@ -12,7 +12,9 @@ Content of a frame, built from three deterministic random streams keyed by
 * **background**: Poisson photons from diffuse scattering, a flat level plus a
   water-like ring around the beam centre (:attr:`SimulatedJungfrau1M.background`).
   A small pool of background frames is made once at construction; each frame
-  copies one, so a frame costs a 2 MB copy plus its peaks.
+  copies each of its 16 bands of 64 rows from a pool frame picked at random,
+  so noise patterns do not repeat with a period, and a frame costs a 2 MB
+  copy plus its peaks.
 * **electronic noise**: a few ADU per pixel and gain stage, some pixels much
   noisier (``noisy`` in :attr:`SimulatedJungfrau1M.bad_pixels`).
 * **Bragg peaks** on a fraction ``hit_fraction`` of frames (the hits):
@@ -61,6 +63,7 @@ _G0_SWITCH_ADC = 14000.0
 _G1_SWITCH_ADC = 1500.0
 _EDGE_MARGIN_PX = 6
 _PATCH_RADIUS_PX = 5
+_BAND_ROWS = 64
 
 
 @dataclass(frozen=True)
@@ -184,7 +187,7 @@ class SimulatedJungfrau1M:
         dead_pixel_fraction: float = 1e-4,
         stuck_gain_fraction: float = 2e-5,
         lost_packet_rate: float = 0.0,
-        pool_size: int = 6,
+        pool_size: int = 8,
     ) -> None:
         if not 0.0 <= hit_fraction <= 1.0:
             raise ValueError(f"hit_fraction must be in [0, 1], got {hit_fraction}")
@@ -331,19 +334,25 @@ class SimulatedJungfrau1M:
         """
         truth = self.truth(frame_number)
         raw = np.empty(FRAME_SHAPE, dtype=np.uint16) if out is None else out
-        np.copyto(raw, self._pool_raw[frame_number % len(self._pool_raw)])
+        rng = np.random.default_rng([self.seed, frame_number, 1])
+        bands = rng.integers(0, len(self._pool_raw), FRAME_SHAPE[0] // _BAND_ROWS)
+        for band, pool in enumerate(bands):
+            rows = slice(band * _BAND_ROWS, (band + 1) * _BAND_ROWS)
+            raw[rows] = self._pool_raw[pool, rows]
         if truth.peaks:
-            self._add_peaks(raw, frame_number, truth.peaks)
+            self._add_peaks(raw, rng, bands, truth.peaks)
         for block in truth.lost_packets:
             raw[block * ROWS_PER_PACKET : (block + 1) * ROWS_PER_PACKET] = LOST_PIXEL
         return raw, truth
 
-    def _add_peaks(self, raw: np.ndarray, frame_number: int, peaks: tuple[PeakTruth, ...]) -> None:
+    def _add_peaks(
+        self, raw: np.ndarray, rng: np.random.Generator, bands: np.ndarray, peaks: tuple[PeakTruth, ...]
+    ) -> None:
         """Add Poisson photons of the peaks to the background under them and re-encode those pixels."""
-        rng = np.random.default_rng([self.seed, frame_number, 1])
         table = np.array([(p.y, p.x, p.photons, p.sigma) for p in peaks], dtype=np.float64).T
         index, expected = _peak_patches(table[0], table[1], table[2], table[3], FRAME_SHAPE[1])
-        counts = self._pool_counts[frame_number % len(self._pool_counts)].ravel()[index] + rng.poisson(expected)
+        rows, cols = np.divmod(index, FRAME_SHAPE[1])
+        counts = self._pool_counts[bands[rows // _BAND_ROWS], rows, cols] + rng.poisson(expected)
         raw.ravel()[index] = self._encode(counts * self.photon_energy_kev, index, rng.standard_normal(len(index)))
         dead_hit = np.isin(self._dead, index)
         raw.ravel()[self._dead[dead_hit]] = 0
