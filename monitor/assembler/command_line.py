@@ -1,0 +1,100 @@
+"""``python -m monitor.assembler STREAM_URL... --bind URL [...]``.
+
+The options are made from :class:`AssemblerParameters` itself (names, help
+text, validation), so that the command line and the YAML section cannot drift
+apart, and :func:`arguments_for` turns parameters back into the same options
+for the subprocess the monitor starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+import pydantic
+
+from monitor.assembler.parameters import AssemblerParameters
+from monitor.assembler.service import Assembler
+from monitor.errors import ConfigurationError, MonitorError
+
+__all__ = ["main", "arguments_for", "parse_arguments"]
+
+_POSITIONAL = "streams"
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _label(location: tuple[int | str, ...]) -> str:
+    """How the command line names the value a validation error is about."""
+    name = str(location[0]) if location else "?"
+    return "STREAM_URL" if name == _POSITIONAL else _option(name)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m monitor.assembler",
+        description="Assemble JUNGFRAU receiver streams into whole frames, sent as PSI's frame synchronizer does.",
+    )
+    for name, field in AssemblerParameters.model_fields.items():
+        help_text = " ".join((field.description or "").split())
+        if name == _POSITIONAL:
+            parser.add_argument(name, nargs="+", metavar="STREAM_URL", help=help_text)
+        elif field.annotation is bool:
+            parser.add_argument(_option(name), dest=name, action="store_true", default=None, help=help_text)
+        else:
+            parser.add_argument(_option(name), dest=name, metavar="VALUE",
+                                help=f"{help_text} (default: {field.default})")
+    parser.add_argument("--parent", type=int, metavar="PID",
+                        help="exit when this process is no longer our parent (set by start_assembler)")
+    return parser
+
+
+def parse_arguments(argv: Sequence[str]) -> tuple[AssemblerParameters, int | None]:
+    """Parameters (validated by the model, as the YAML is) and the parent pid to watch."""
+    namespace = vars(_parser().parse_args(argv))
+    parent = namespace.pop("parent")
+    given = {name: value for name, value in namespace.items() if value is not None}
+    try:
+        return AssemblerParameters.model_validate(given), parent
+    except pydantic.ValidationError as error:
+        problems = "; ".join(f"{_label(e['loc'])}: {e['msg']}" for e in error.errors())
+        raise ConfigurationError(f"assembler: {problems}") from None
+
+
+def arguments_for(parameters: AssemblerParameters) -> list[str]:
+    """The command-line arguments that give back ``parameters`` (defaults left out)."""
+    arguments = list(parameters.streams)
+    for name, value in parameters.model_dump(exclude_defaults=True, exclude={_POSITIONAL}).items():
+        if value is True:
+            arguments.append(_option(name))
+        else:
+            arguments += [_option(name), str(value)]
+    return arguments
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run until the acquisition ends (if told to), SIGTERM/SIGINT, or the parent dies."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    stop_requested = False
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        parameters, parent = parse_arguments(sys.argv[1:] if argv is None else argv)
+        with Assembler(parameters) as assembler:
+            assembler.run(should_stop=lambda: stop_requested or (parent is not None and os.getppid() != parent))
+    except MonitorError as error:
+        print(error, file=sys.stderr)
+        return error.exit_code
+    return 0

@@ -1,0 +1,65 @@
+"""What the frame assembler is told: one validated parameter object (YAML or command line)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from monitor.endpoints import check_endpoint
+
+__all__ = ["AssemblerParameters", "IncompletePolicy", "QueuePolicy"]
+
+IncompletePolicy = Literal["drop", "send_marked"]
+"""What happens to a frame missing a part or with lost packets (``completeImage`` 0)."""
+
+QueuePolicy = Literal["lossless", "latest_only"]
+"""What happens when frames come faster than the workers take them."""
+
+
+class AssemblerParameters(BaseModel):
+    """The frame assembler's settings (the YAML ``assembler`` section, or the command line)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    streams: list[str] = Field(min_length=1, max_length=16)
+    """Receiver stream URLs (PUB sockets the assembler subscribes to), one per module or
+    half-module; stream i is named by UDP port 50012+i in the frames it sends."""
+    bind: str = "tcp://*:5555"
+    """Where the PUSH socket for the workers binds (PSI's synchronizer uses tcp://*:5555)."""
+    stats: str | None = None
+    """Where a PUB socket publishes the accounting as JSON (about 1 Hz and at each end); none if unset."""
+    part_timeout_s: float = Field(default=0.5, gt=0, le=60)
+    """How long a frame waits for a stream that has not yet sent its part (or its end message)."""
+    incomplete: IncompletePolicy = "send_marked"
+    """Frames missing a part or with lost packets: drop them, or send them with the missing
+    part absent and completeImage 0 kept (the handler marks those pixels invalid)."""
+    queue: QueuePolicy = "lossless"
+    """lossless: frames wait for a free worker, dropped (and counted) only when the queue is
+    full; latest_only: a newer frame replaces a waiting one (preview)."""
+    queue_size: int = Field(default=100, ge=1, le=100_000)
+    """Frames waiting to be sent, at most (and the PUSH socket's high-water mark per worker)."""
+    max_pending_frames: int = Field(default=64, ge=1, le=100_000)
+    """Frames waiting for their remaining parts, at most; the oldest is resolved as incomplete past it."""
+    receive_hwm: int = Field(default=1000, ge=1)
+    """Messages queued per receiver stream before ZMQ drops (the receiver's own PUB default is 1000)."""
+    max_message_bytes: int = Field(default=2 << 20, ge=1 << 10)
+    """ZMQ refuses larger message parts on the receiver streams (a whole module is 1 MiB)."""
+    status_interval_s: float = Field(default=1.0, ge=0)
+    """Seconds between status lines on stderr and stats messages; 0 for neither."""
+    stop_after_acquisition: bool = False
+    """Exit after the first acquisition's end message has been sent (live use keeps running)."""
+
+    @field_validator("streams")
+    @classmethod
+    def _streams_are_distinct_endpoints(cls, streams: list[str]) -> list[str]:
+        for url in streams:
+            check_endpoint(url)
+        if len(set(streams)) != len(streams):
+            raise ValueError(f"a stream is named twice in {streams}")
+        return streams
+
+    @field_validator("bind", "stats")
+    @classmethod
+    def _is_endpoint(cls, url: str | None) -> str | None:
+        return url if url is None else check_endpoint(url)

@@ -1,0 +1,106 @@
+"""The assembler as the monitor uses it: a child process, and a client for its stats.
+
+The collector rank starts the assembler with :func:`start_assembler` (a
+separate process, so that its receive loop never competes with the collector
+for the GIL), stops it with :meth:`AssemblerProcess.stop`, and reads its
+accounting with :class:`AssemblerStats`.  The child exits on its own when its
+parent dies (it polls ``os.getppid()``), so no orphan keeps the ports bound.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from monitor.assembler.command_line import arguments_for
+from monitor.assembler.parameters import AssemblerParameters
+
+__all__ = ["AssemblerProcess", "AssemblerStats", "start_assembler"]
+
+_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+
+class AssemblerProcess:
+    """A running ``python -m monitor.assembler``; :meth:`stop` ends it (also as a context manager)."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+
+    def __enter__(self) -> AssemblerProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def poll(self) -> int | None:
+        """The exit code, or None while it runs."""
+        return self.process.poll()
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.process.wait(timeout)
+
+    def stop(self, *, timeout: float = 5.0) -> int:
+        """SIGTERM (it flushes for up to a second and prints its summary), SIGKILL past ``timeout``."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                return self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        return self.process.wait()
+
+
+def start_assembler(parameters: AssemblerParameters, *, python: str = sys.executable) -> AssemblerProcess:
+    """Start the assembler as a child process that exits if this process dies; stderr is inherited."""
+    command = [python, "-m", "monitor.assembler", *arguments_for(parameters), "--parent", str(os.getpid())]
+    environment = dict(os.environ)
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), environment.get("PYTHONPATH")]))
+    return AssemblerProcess(subprocess.Popen(command, env=environment))
+
+
+class AssemblerStats:
+    """Non-blocking reader of the assembler's stats socket (``parameters.stats``).
+
+    Each message is a dict: ``state`` (``acquiring``, ``idle`` or ``ended``),
+    ``final`` (true once per acquisition, when its ``series_end`` has been
+    sent), ``acquisition`` (the counts of the open or just-ended acquisition,
+    see ``AcquisitionCounts.as_dict``), ``pending``, ``queued`` and
+    ``lifetime`` (counts since the assembler started).
+    """
+
+    def __init__(self, url: str, *, context: zmq.Context | None = None) -> None:
+        self._own_context = context is None
+        self._context = context or zmq.Context()
+        self._socket = self._context.socket(zmq.SUB)
+        self._socket.setsockopt(zmq.RCVHWM, 1000)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.SUBSCRIBE, b"")
+        self._socket.connect(url)
+
+    def __enter__(self) -> AssemblerStats:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def poll(self) -> dict[str, Any] | None:
+        """The next stats message, or None if none is waiting (never blocks). Call until None."""
+        try:
+            return json.loads(self._socket.recv(zmq.NOBLOCK))
+        except zmq.Again:
+            return None
+
+    def close(self) -> None:
+        self._socket.close()
+        if self._own_context:
+            self._context.term()

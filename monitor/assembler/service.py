@@ -1,0 +1,272 @@
+"""The running assembler: receiver SUB sockets in, one PUSH socket out, stats beside.
+
+One thread, one poll loop.  It reads the streams, feeds
+:class:`~monitor.assembler.matching.FrameMatcher`, queues its output by the
+queue policy and hands it to the workers without ever blocking, so that
+timeouts, end messages, status and stop requests are served whatever the
+workers do.
+
+Back-pressure (``queue: lossless``): while ``queue_size`` frames wait for the
+workers, no stream is read; the receivers' own queues (1000 messages each)
+then absorb the burst, and only past them does a receiver drop, which shows
+here as gaps.  Streams are read or paused together, so that a burst does not
+turn into frames with one module missing.  ``latest_only`` never pauses: a
+newer frame replaces the oldest waiting one.
+
+Memory is bounded at any input rate: ``receive_hwm`` messages of at most
+``max_message_bytes`` per stream inside ZMQ, ``max_pending_frames`` frames
+waiting for parts, ``queue_size`` frames (plus what one read batch resolves)
+waiting for a worker here and at most ``queue_size`` per connected worker
+inside ZMQ.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from monitor.assembler.accounting import AcquisitionCounts, DropReason
+from monitor.assembler.matching import FrameMatcher, Outgoing, OutgoingEnd, OutgoingFrame
+from monitor.assembler.parameters import AssemblerParameters
+from monitor.errors import MonitorError
+
+__all__ = ["Assembler"]
+
+log = logging.getLogger("monitor.assembler")
+
+_READ_BATCH = 8
+"""Messages read from one stream before looking at the others (keeps the streams in step)."""
+_IDLE_WAKE_S = 0.1
+"""Longest sleep in the poll loop: the bound on how late a stop request is seen."""
+_SHUTDOWN_FLUSH_S = 1.0
+"""On stop, how long queued frames may still go out before they are counted as dropped."""
+
+
+class Assembler:
+    """Whole JUNGFRAU frames from the receiver streams, sent as PSI's frame synchronizer sends them.
+
+    Use as a context manager (sockets are bound and connected on entry) and
+    call :meth:`run` in the thread that owns it.
+    """
+
+    def __init__(self, parameters: AssemblerParameters) -> None:
+        self._parameters = parameters
+        self._queue: deque[Outgoing] = deque()
+        self._queued_frames = 0
+        self._matcher = FrameMatcher(
+            urls=parameters.streams, part_timeout_s=parameters.part_timeout_s,
+            max_pending_frames=parameters.max_pending_frames, incomplete=parameters.incomplete,
+            emit=self._enqueue,
+        )
+        self._finished = False
+        self._context: zmq.Context | None = None
+        self._streams: list[zmq.Socket] = []
+        self._push: zmq.Socket | None = None
+        self._stats: zmq.Socket | None = None
+        self._last_report = (time.monotonic(), 0)
+
+    def __enter__(self) -> Assembler:
+        self.open()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Connect to the streams and bind the output sockets."""
+        p = self._parameters
+        self._context = zmq.Context()
+        try:
+            for url in p.streams:
+                socket = self._context.socket(zmq.SUB)
+                socket.setsockopt(zmq.RCVHWM, p.receive_hwm)
+                socket.setsockopt(zmq.MAXMSGSIZE, p.max_message_bytes)
+                socket.setsockopt(zmq.LINGER, 0)
+                socket.setsockopt(zmq.SUBSCRIBE, b"")
+                socket.connect(url)
+                self._streams.append(socket)
+            self._push = self._bound(zmq.PUSH, p.bind, hwm=1 if p.queue == "latest_only" else p.queue_size)
+            if p.stats is not None:
+                self._stats = self._bound(zmq.PUB, p.stats, hwm=100)
+        except BaseException:
+            self.close()
+            raise
+
+    def _bound(self, kind: int, url: str, *, hwm: int) -> zmq.Socket:
+        assert self._context is not None
+        socket = self._context.socket(kind)
+        socket.setsockopt(zmq.SNDHWM, hwm)
+        socket.setsockopt(zmq.LINGER, int(_SHUTDOWN_FLUSH_S * 1000))
+        try:
+            socket.bind(url)
+        except zmq.ZMQError as error:
+            socket.close(linger=0)
+            raise MonitorError(f"assembler: cannot bind {url}: {error}") from None
+        return socket
+
+    @property
+    def url(self) -> str:
+        """Where workers connect: ``bind`` with a ``*`` port resolved (tests bind port ``*``)."""
+        return self._endpoint(self._push)
+
+    @property
+    def stats_url(self) -> str | None:
+        return None if self._stats is None else self._endpoint(self._stats)
+
+    @staticmethod
+    def _endpoint(socket: zmq.Socket | None) -> str:
+        if socket is None:
+            raise RuntimeError("the assembler is not open")
+        return socket.getsockopt(zmq.LAST_ENDPOINT).decode().replace("0.0.0.0", "127.0.0.1")
+
+    def close(self) -> None:
+        """Close every socket (queued frames get ``_SHUTDOWN_FLUSH_S`` to leave)."""
+        for socket in [*self._streams, self._push, self._stats]:
+            if socket is not None:
+                socket.close()
+        self._streams, self._push, self._stats = [], None, None
+        if self._context is not None:
+            self._context.term()
+            self._context = None
+
+    def run(self, *, should_stop: Callable[[], bool] = lambda: False) -> None:
+        """Assemble until ``should_stop()`` (asked at least every 0.1 s) or, with
+        ``stop_after_acquisition``, until the first acquisition's end has been sent."""
+        if self._push is None:
+            raise RuntimeError("Assembler.run before open() (use it as a context manager)")
+        poller = zmq.Poller()
+        interval = self._parameters.status_interval_s
+        next_report = time.monotonic() + interval if interval else float("inf")
+        now = time.monotonic()
+        while not (self._finished or should_stop()):
+            reading = self._watch(poller)
+            ready = dict(poller.poll(self._wait_ms(next_report)))
+            then, now = now, time.monotonic()
+            if not reading and self._matcher.current is not None:
+                self._matcher.current.blocked_s += now - then
+                self._matcher.hold_clock(now - then)
+            for stream, socket in enumerate(self._streams):
+                if socket in ready:
+                    self._read(socket, stream, now)
+            self._matcher.expire(now)
+            self._flush()
+            if now >= next_report:
+                self._report(now)
+                next_report = now + interval
+        self._shut_down()
+
+    def _watch(self, poller: zmq.Poller) -> bool:
+        """Poll the streams worth reading now, and the workers' socket while frames wait; False if
+        back-pressure holds every stream."""
+        blocked = self._parameters.queue == "lossless" and self._queued_frames >= self._parameters.queue_size
+        readable = [not blocked and wanted for wanted in self._matcher.readable()]
+        for socket, wanted in zip(self._streams, readable):
+            poller.register(socket, zmq.POLLIN if wanted else 0)
+        poller.register(self._push, zmq.POLLOUT if self._queue else 0)
+        return any(readable)
+
+    def _wait_ms(self, next_report: float) -> int:
+        now = time.monotonic()
+        deadline = min(next_report, now + _IDLE_WAKE_S, self._matcher.next_deadline() or float("inf"))
+        return max(0, int((deadline - now) * 1000) + 1)
+
+    def _read(self, socket: zmq.Socket, stream: int, now: float) -> None:
+        for _ in range(_READ_BATCH):
+            try:
+                parts = socket.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self._matcher.add(stream, parts, now)
+
+    # --- the queue to the workers ---------------------------------------------------
+
+    def _enqueue(self, item: Outgoing) -> None:
+        """Queue one message by the queue policy; start and end messages are never dropped."""
+        if isinstance(item, OutgoingFrame):
+            if self._parameters.queue == "latest_only" and self._queued_frames >= self._parameters.queue_size:
+                self._flush()
+                if self._queued_frames >= self._parameters.queue_size:
+                    self._drop_oldest_frame("superseded")
+            self._queued_frames += 1
+        self._queue.append(item)
+
+    def _drop_oldest_frame(self, reason: DropReason) -> None:
+        for i, queued in enumerate(self._queue):
+            if isinstance(queued, OutgoingFrame):
+                del self._queue[i]
+                self._queued_frames -= 1
+                queued.acquisition.add_dropped(reason)
+                return
+
+    def _flush(self) -> None:
+        """Hand queued messages to ZMQ until it would block."""
+        assert self._push is not None
+        while self._queue:
+            item = self._queue[0]
+            try:
+                self._push.send_multipart(item.parts(), zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self._queue.popleft()
+            item.sent()
+            if isinstance(item, OutgoingFrame):
+                self._queued_frames -= 1
+                self._matcher.lifetime.frames_sent += 1
+            elif isinstance(item, OutgoingEnd):
+                self._acquisition_sent(item.acquisition)
+
+    # --- reporting --------------------------------------------------------------------
+
+    def _acquisition_sent(self, counts: AcquisitionCounts) -> None:
+        log.info("assembler: %s", counts.summary())
+        self._publish(counts, final=True)
+        if self._parameters.stop_after_acquisition:
+            self._finished = True
+
+    def _report(self, now: float) -> None:
+        counts = self._matcher.current
+        if counts is not None:
+            log.info("assembler: %.0f frames/s, pending %d, queued %d | %s",
+                     self._rate(now, counts), self._matcher.pending, self._queued_frames, counts.summary())
+        self._publish(counts, final=False)
+
+    def _rate(self, now: float, counts: AcquisitionCounts) -> float:
+        then, sent_then = self._last_report
+        sent = self._matcher.lifetime.frames_sent
+        self._last_report = (now, sent)
+        return (sent - sent_then) / max(now - then, 1e-9)
+
+    def _publish(self, counts: AcquisitionCounts | None, *, final: bool) -> None:
+        if self._stats is None:
+            return
+        message: dict[str, Any] = {
+            "time": time.time(), "final": final,
+            "state": "ended" if final else ("acquiring" if counts is not None else "idle"),
+            "acquisition": None if counts is None else counts.as_dict(),
+            "pending": self._matcher.pending, "queued": self._queued_frames,
+            "lifetime": self._matcher.lifetime.as_dict(),
+        }
+        try:
+            self._stats.send(json.dumps(message).encode(), zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # PUB drops rather than blocks; nothing is waiting on this send
+
+    def _shut_down(self) -> None:
+        """Give queued messages a moment to leave, then count what is left as dropped."""
+        deadline = time.monotonic() + _SHUTDOWN_FLUSH_S
+        while self._queue and time.monotonic() < deadline:
+            self._flush()
+            if self._queue:
+                time.sleep(0.01)
+        while self._queued_frames:
+            self._drop_oldest_frame("shutdown")
+        counts = self._matcher.current
+        if counts is not None:
+            log.info("assembler: stopped during %s", counts.summary())
+            self._publish(counts, final=False)
