@@ -36,6 +36,8 @@ from monitor.errors import ConfigurationError
 __all__ = ["CalibrationParameters", "JungfrauCalibration", "read_gain_file", "read_pedestal_file"]
 
 MODULE_SHAPE = (512, 1024)
+SATURATED = 0xC000
+"""G2 with ADC 0: how a real JUNGFRAU marks a saturated pixel (still valid, and counted)."""
 _GAIN_ARRAYS = 6
 
 
@@ -78,6 +80,19 @@ def read_pedestal_file(path: Path) -> np.ndarray:
     return pedestal
 
 
+def _read_mask(path: Path | None, shape: tuple[int, int]) -> np.ndarray:
+    """The bad-pixel mask (True = bad), all good when no file is given."""
+    if path is None:
+        return np.zeros(shape, dtype=np.bool_)
+    try:
+        mask = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ConfigurationError(f"cannot read bad-pixel mask {path}: {error}") from error
+    if mask.shape != shape:
+        raise ConfigurationError(f"bad-pixel mask {path} has shape {mask.shape}, expected {shape}")
+    return mask != 0
+
+
 @numba.njit(cache=True, nogil=True)
 def _calibrate_rows(
     raw: np.ndarray,
@@ -86,14 +101,18 @@ def _calibrate_rows(
     scale: np.ndarray,
     photons: np.ndarray,
     valid: np.ndarray,
-) -> int:
-    """Calibrate ``raw`` into rows ``row0..`` of ``photons``/``valid``; return the invalid count.
+) -> tuple[int, int, float]:
+    """Calibrate ``raw`` into rows ``row0..`` of ``photons``/``valid``.
 
     ``scale`` is ``1 / (gain * photon_energy_keV)``, with 0 where the
     bad-pixel mask flags the pixel: one array read serves both, which keeps the
     pass at the memory-traffic floor.  Gain bits ``10`` map to no stage.
+    Returns (invalid pixels, saturated pixels ``0xC000``, photon sum of valid
+    pixels): figures every pipeline wants, for free while the pixels are here.
     """
     invalid = 0
+    saturated = 0
+    total = 0.0
     rows, cols = raw.shape
     for i in range(rows):
         r = row0 + i
@@ -107,9 +126,12 @@ def _calibrate_rows(
                 valid[r, j] = False
                 invalid += 1
             else:
-                photons[r, j] = (np.float32(value & 0x3FFF) - pedestal[stage, r, j]) * factor
+                photon = (np.float32(value & 0x3FFF) - pedestal[stage, r, j]) * factor
+                photons[r, j] = photon
                 valid[r, j] = True
-    return invalid
+                total += photon
+                saturated += value == SATURATED
+    return invalid, saturated, total
 
 
 class JungfrauCalibration:
@@ -126,36 +148,43 @@ class JungfrauCalibration:
                 f"calibration needs one gain and one pedestal file per module: got "
                 f"{len(parameters.gain_files)} gain and {len(parameters.pedestal_files)} pedestal files"
             )
-        self.parameters = parameters
         n_modules = len(parameters.gain_files)
-        self.shape = (n_modules * MODULE_SHAPE[0], MODULE_SHAPE[1])
+        shape = (n_modules * MODULE_SHAPE[0], MODULE_SHAPE[1])
         gain = np.concatenate(
             [read_gain_file(path, high_gain=parameters.high_gain) for path in parameters.gain_files], axis=1
         )
-        self.pedestal = np.ascontiguousarray(
-            np.concatenate([read_pedestal_file(path) for path in parameters.pedestal_files], axis=1),
-            dtype=np.float32,
-        )
-        self.bad_pixels = self._read_mask(parameters.mask_file)
+        pedestal = np.concatenate([read_pedestal_file(path) for path in parameters.pedestal_files], axis=1)
+        self._setup(pedestal, gain * parameters.photon_energy_kev, _read_mask(parameters.mask_file, shape))
+
+    @classmethod
+    def adc_only(cls, *, n_modules: int = 2) -> JungfrauCalibration:
+        """No calibration: the ADC value (bits 0-13) as is, with the same masking of invalid pixels.
+
+        For when calibration is switched off: pipelines still get float32
+        values and a mask, from the same single pass.
+        """
+        shape = (n_modules * MODULE_SHAPE[0], MODULE_SHAPE[1])
+        self = cls.__new__(cls)
+        self._setup(np.zeros((3, *shape)), np.ones((3, *shape)), np.zeros(shape, dtype=np.bool_))
+        return self
+
+    def _setup(self, pedestal: np.ndarray, adu_per_photon: np.ndarray, bad_pixels: np.ndarray) -> None:
+        """Keep the maps in the form the kernel reads: float32 pedestal, and 1/gain with 0 for bad pixels."""
+        self.shape = bad_pixels.shape
+        self.pedestal = np.ascontiguousarray(pedestal, dtype=np.float32)
+        self.bad_pixels = bad_pixels
         with np.errstate(divide="ignore"):
-            scale = 1.0 / (gain * parameters.photon_energy_kev)
-        unusable = ~np.isfinite(scale) | self.bad_pixels[None]
+            scale = 1.0 / adu_per_photon
+        unusable = ~np.isfinite(scale) | bad_pixels[None]
         self._scale = np.where(unusable, 0.0, scale).astype(np.float32)
         self._photons = np.zeros(self.shape, dtype=np.float32)
         self._valid = np.zeros(self.shape, dtype=np.bool_)
         self.n_invalid = 0
         """Invalid pixels in the last calibrated frame."""
-
-    def _read_mask(self, path: Path | None) -> np.ndarray:
-        if path is None:
-            return np.zeros(self.shape, dtype=np.bool_)
-        try:
-            mask = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as error:
-            raise ConfigurationError(f"cannot read bad-pixel mask {path}: {error}") from error
-        if mask.shape != self.shape:
-            raise ConfigurationError(f"bad-pixel mask {path} has shape {mask.shape}, expected {self.shape}")
-        return mask != 0
+        self.n_saturated = 0
+        """Saturated pixels (raw ``0xC000``) in the last calibrated frame."""
+        self.photon_sum = 0.0
+        """Sum of the valid pixels of the last calibrated frame."""
 
     def calibrate(self, raw: np.ndarray | Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Photons (float32) and mask (bool, True = valid) of one raw frame.
@@ -167,16 +196,22 @@ class JungfrauCalibration:
         """
         if isinstance(raw, np.ndarray):
             self._check(raw, self.shape, "raw frame")
-            self.n_invalid = _calibrate_rows(raw, 0, self.pedestal, self._scale, self._photons, self._valid)
+            parts = [(raw, 0)]
         else:
             if len(raw) != self.shape[0] // MODULE_SHAPE[0]:
                 raise ValueError(f"expected {self.shape[0] // MODULE_SHAPE[0]} module arrays, got {len(raw)}")
-            self.n_invalid = 0
             for module, part in enumerate(raw):
                 self._check(part, MODULE_SHAPE, f"module {module}")
-                self.n_invalid += _calibrate_rows(
-                    part, module * MODULE_SHAPE[0], self.pedestal, self._scale, self._photons, self._valid
-                )
+            parts = [(part, module * MODULE_SHAPE[0]) for module, part in enumerate(raw)]
+        self.n_invalid = self.n_saturated = 0
+        self.photon_sum = 0.0
+        for part, row0 in parts:
+            invalid, saturated, total = _calibrate_rows(
+                part, row0, self.pedestal, self._scale, self._photons, self._valid
+            )
+            self.n_invalid += invalid
+            self.n_saturated += saturated
+            self.photon_sum += total
         return self._photons, self._valid
 
     @staticmethod

@@ -11,7 +11,7 @@ import pytest
 from monitor.errors import ConfigurationError
 from monitor.simulation import SimulatedJungfrau1M
 from sources.calibration import CalibrationParameters, JungfrauCalibration
-from tests.captures import RECEIVER, read_capture
+from captures import RECEIVER, read_capture
 
 G0, G1, G2, INVALID = 0x0000, 0x4000, 0xC000, 0x8000
 
@@ -186,3 +186,26 @@ def test_real_packet_loss_pixels_are_masked(tmp_path: Path) -> None:
         np.testing.assert_array_equal(valid, ~lost)
         assert (photons[lost] == 0).all()
     assert lost_total > 0 and lost_total % 4096 == 0
+
+
+def test_saturated_pixels_and_photon_sum_are_counted_in_the_same_pass(tmp_path: Path) -> None:
+    files = _write_flat_maps(tmp_path, (100.0, 50.0, 20.0), (10.0, -1.0, -0.1, 30.0, -1.0, -0.1))
+    calibration = JungfrauCalibration(CalibrationParameters(**files, photon_energy_kev=1.0))
+    raw = np.full((1024, 1024), 100, dtype=np.uint16)
+    raw[0, :5] = 0xC000
+    raw[1, 0] = 120
+    raw[2, 0] = 0xFFFF
+    photons, valid = calibration.calibrate(raw)
+    assert calibration.n_saturated == 5 and calibration.n_invalid == 1
+    assert valid[0, :5].all() and photons[0, 0] == pytest.approx(200.0)
+    assert calibration.photon_sum == pytest.approx(5 * 200.0 + 2.0)
+
+
+def test_adc_only_keeps_adc_values_and_the_mask() -> None:
+    calibration = JungfrauCalibration.adc_only()
+    raw = np.full((1024, 1024), 0x4000 | 1234, dtype=np.uint16)
+    raw[3, 3] = 0xFFFF
+    raw[4, 4] = 0x8000 | 7
+    values, valid = calibration.calibrate(raw)
+    assert values[0, 0] == 1234.0 and valid.sum() == 1024 * 1024 - 2
+    assert values[3, 3] == 0 and values[4, 4] == 0
