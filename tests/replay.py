@@ -86,10 +86,11 @@ class Replayer:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def wait_for_subscribers(self, *, timeout_s: float = 10.0) -> None:
-        """Block until every stream has a subscriber (its subscription message has arrived)."""
+    def wait_for_subscribers(self, *, streams: Iterable[int] | None = None, timeout_s: float = 10.0) -> None:
+        """Block until every stream (or those named) has a (new) subscriber: its subscription message arrived."""
         deadline = time.monotonic() + timeout_s
-        for url, socket in zip(self.urls, self._sockets):
+        for i in range(len(self._sockets)) if streams is None else streams:
+            url, socket = self.urls[i], self._sockets[i]
             remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
             if not socket.poll(remaining_ms, zmq.POLLIN):
                 raise TimeoutError(f"nobody subscribed to {url} within {timeout_s} s")
@@ -167,12 +168,14 @@ class Output:
 
 def run_through_assembler(
     streams: Sequence[Sequence[Message]], *, acquisitions: int = 1, timeout_s: float = 20.0,
-    before_replay: Callable[[Replayer], None] | None = None, rate_hz: float | None = None, **parameters: Any,
+    before_replay: Callable[[Replayer], None] | None = None, rate_hz: float | None = None,
+    reader_delay_s: float = 0.0, reader_hwm: int = 1000, **parameters: Any,
 ) -> Output:
     """Replay ``streams`` into an assembler running in a thread; collect until ``acquisitions`` ends.
 
-    After the last ``series_end`` it listens a little longer, so that a test
-    sees anything sent that should not have been.
+    The reader (a worker) starts ``reader_delay_s`` after the replay.  After
+    the last ``series_end`` it listens a little longer, so that a test sees
+    anything sent that should not have been.
     """
     output = Output()
     settings = {"bind": "tcp://127.0.0.1:*", "stats": "tcp://127.0.0.1:*", "status_interval_s": 0, **parameters}
@@ -180,6 +183,7 @@ def run_through_assembler(
         context = zmq.Context.instance()
         pull = context.socket(zmq.PULL)
         pull.setsockopt(zmq.LINGER, 0)
+        pull.setsockopt(zmq.RCVHWM, reader_hwm)
         pull.connect(assembler.url)
         stats = AssemblerStats(assembler.stats_url or "", context=context)
         stop = threading.Event()
@@ -192,6 +196,7 @@ def run_through_assembler(
                 before_replay(replayer)
             sender = threading.Thread(target=replayer.send, kwargs={"rate_hz": rate_hz}, daemon=True)
             sender.start()
+            time.sleep(reader_delay_s)
             deadline = time.monotonic() + timeout_s
             settle = None
             while time.monotonic() < (settle or deadline):

@@ -17,7 +17,7 @@ import pytest
 
 from captures import SYNC, read_capture
 from monitor import wire
-from replay import Message, Output, is_end, load_case, repeat_with_shifted_frames, run_through_assembler
+from replay import Message, Output, Replayer, is_end, load_case, repeat_with_shifted_frames, run_through_assembler
 
 MODULE_ROWS = 512
 
@@ -231,3 +231,62 @@ def test_a_thousand_frames_pass_exactly_once() -> None:
     for frame in output.frames[::97]:
         for module in frame.modules:
             np.testing.assert_array_equal(module.pixels(), pattern)
+
+
+def _bad_copies(message: Message) -> list[Message]:
+    """One message of each kind the assembler must survive, made from a real one."""
+    header, data = json.loads(message[0]), message[1]
+    return [
+        [message[0], data[:-2]],
+        [b"{not json", data],
+        [wire.encode_header({**header, "bitmode": 32}), data],
+        [wire.encode_header({k: v for k, v in header.items() if k != "row"}), data],
+        [message[0], data, data],
+        [wire.encode_header({**header, "detType": 2}), data],
+    ]
+
+
+def test_bad_messages_on_a_stream_are_counted_and_its_frames_still_assemble() -> None:
+    streams = load_case("jf1m-20frames")
+    streams[0] = streams[0][:5] + _bad_copies(streams[0][5]) + streams[0][5:]
+    output = run_through_assembler(streams)
+
+    assert [f.frame_number for f in output.frames] == list(range(1, 21))
+    assert all(f.complete for f in output.frames)
+    (final,) = output.final_stats
+    assert [s["bad"] for s in final["acquisition"]["streams"]] == [6, 0]
+
+
+def test_an_oversized_message_costs_a_reconnection_not_the_assembler() -> None:
+    streams = load_case("jf1m-20frames")
+    header, data = streams[0][0]
+
+    def send_oversized(replayer: Replayer) -> None:
+        replayer.send_to(0, [[header, data + data]])
+        replayer.wait_for_subscribers(streams=[0])  # ZMQ dropped the connection; the SUB came back
+
+    output = run_through_assembler(streams, before_replay=send_oversized, max_message_bytes=len(data) + 1024)
+
+    assert [f.frame_number for f in output.frames] == list(range(1, 21))
+
+
+def test_latest_only_replaces_waiting_frames_and_counts_them() -> None:
+    output = run_through_assembler(
+        load_case("jf1m-20frames"), queue="latest_only", queue_size=1, reader_delay_s=1.0
+    )
+
+    (final,) = output.final_stats
+    superseded = final["acquisition"]["dropped"].get("superseded", 0)
+    assert superseded > 0
+    assert len(output.frames) + superseded == 20 == final["acquisition"]["assembled"]
+    assert output.frames[-1].frame_number == 20  # the newest frame is the one kept
+    assert output.ends[0].frames_sent == len(output.frames)
+
+
+def test_lossless_holds_the_streams_while_workers_are_away_and_loses_nothing() -> None:
+    output = run_through_assembler(load_case("jf1m-20frames"), queue_size=2, reader_delay_s=1.0, reader_hwm=1)
+
+    assert [f.frame_number for f in output.frames] == list(range(1, 21))
+    (final,) = output.final_stats
+    assert final["acquisition"]["blocked_s"] > 0.5
+    assert final["acquisition"]["dropped"] == {}

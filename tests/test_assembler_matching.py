@@ -1,0 +1,273 @@
+"""The matching rules on their own: images -> frames -> acquisitions, no sockets, a clock we set."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from monitor import wire
+from monitor.assembler.matching import FrameMatcher, Outgoing, OutgoingEnd, OutgoingFrame, OutgoingStart
+
+SHAPE = [8, 4]  # [nx, ny] on the wire: small images keep these tests fast
+
+
+def image(frame: int, row: int, *, complete: bool = True, shape: list[int] = SHAPE) -> list[bytes]:
+    size = shape[0] * shape[1] * 2
+    header = wire.receiver_header(
+        frameNumber=frame, acqIndex=frame, row=row, shape=shape, size=size, completeImage=int(complete)
+    )
+    return [wire.encode_header(header), bytes([row + 1]) * size]
+
+
+END = [wire.encode_header(wire.receiver_end_header())]
+
+
+class Matcher:
+    """A FrameMatcher over ``streams`` streams that records what it emits."""
+
+    def __init__(self, streams: int = 2, *, timeout: float = 1.0, max_pending: int = 8, incomplete: str = "send_marked"):
+        self.out: list[Outgoing] = []
+        self.matcher = FrameMatcher(
+            urls=[f"tcp://127.0.0.1:{30001 + i}" for i in range(streams)], part_timeout_s=timeout,
+            max_pending_frames=max_pending, incomplete=incomplete, emit=self.out.append,  # type: ignore[arg-type]
+        )
+
+    def add(self, stream: int, message: list[bytes], now: float = 0.0) -> None:
+        self.matcher.add(stream, message, now)
+
+    def frames(self) -> list[wire.SyncFrame]:
+        return [wire.parse_sync_message(o.parts()) for o in self.out if isinstance(o, OutgoingFrame)]  # type: ignore[misc]
+
+    def numbers(self) -> list[int]:
+        return [f.frame_number for f in self.frames()]
+
+    def rows(self) -> list[list[int]]:
+        return [[m.row for m in f.modules] for f in self.frames()]
+
+    def kinds(self) -> list[str]:
+        return [type(o).__name__.removeprefix("Outgoing") for o in self.out]
+
+
+def test_images_are_passed_on_as_the_very_buffers_received() -> None:
+    m = Matcher()
+    parts = [image(1, 0), image(1, 1)]
+    m.add(0, parts[0])
+    m.add(1, parts[1])
+
+    (frame,) = [o for o in m.out if isinstance(o, OutgoingFrame)]
+    assert [data for _, _, data in frame.images][0] is parts[0][1]
+    assert [data for _, _, data in frame.images][1] is parts[1][1]
+
+
+def test_a_frame_goes_out_once_all_its_parts_are_in_start_message_first() -> None:
+    m = Matcher()
+    m.add(0, image(1, 0))
+    assert m.out == []
+    m.add(1, image(1, 1))
+
+    assert m.kinds() == ["Start", "Frame"]
+    assert m.rows() == [[0, 1]]
+    start = wire.parse_sync_message(m.out[0].parts())
+    assert [h["udpPorts"] for h in start.headers] == [[50012], [50013]]  # type: ignore[union-attr]
+
+
+def test_a_frame_a_stream_skipped_is_resolved_when_that_stream_moves_on() -> None:
+    m = Matcher()
+    m.add(1, image(1, 1))
+    m.add(0, image(2, 0))  # stream 0 never sends frame 1
+    assert m.numbers() == [1]
+    assert m.rows() == [[1]]
+    m.add(1, image(2, 1))
+
+    assert m.numbers() == [1, 2]
+    counts = m.matcher.current
+    assert counts is not None and (counts.assembled, counts.incomplete, counts.missing_parts) == (1, 1, 1)
+    assert counts.streams[0].gaps == 0  # its first frame: a gap is only between two of its own
+
+
+def test_a_frame_missing_a_part_waits_for_the_timeout_then_goes_out_incomplete() -> None:
+    m = Matcher(timeout=0.5)
+    m.add(0, image(1, 0), now=10.0)
+    m.matcher.expire(10.4)
+    assert m.numbers() == []
+    assert m.matcher.next_deadline() == pytest.approx(10.5)
+    m.matcher.expire(10.5)
+
+    assert m.numbers() == [1] and m.rows() == [[0]]
+
+
+def test_the_drop_policy_counts_the_incomplete_frame_and_sends_nothing() -> None:
+    m = Matcher(timeout=0.5, incomplete="drop")
+    m.add(0, image(1, 0), now=0.0)
+    m.matcher.expire(1.0)
+
+    assert m.numbers() == []
+    assert m.matcher.current is not None and m.matcher.current.dropped == {"incomplete": 1}
+
+
+def test_after_a_stream_has_been_silent_for_the_timeout_frames_no_longer_wait_for_it() -> None:
+    m = Matcher(timeout=0.5)
+    m.add(1, image(1, 1), now=0.0)
+    m.add(0, image(1, 0), now=0.0)
+    m.add(0, image(2, 0), now=1.0)  # stream 1 silent since 0.0
+
+    assert m.numbers() == [1, 2]
+
+
+def test_an_image_arriving_after_its_frame_timed_out_is_counted_late_not_sent_twice() -> None:
+    m = Matcher(timeout=0.5)
+    m.add(0, image(1, 0), now=0.0)
+    m.matcher.expire(0.6)
+    m.add(1, image(1, 1), now=0.7)
+
+    assert m.numbers() == [1]
+    counts = m.matcher.current
+    assert counts is not None and counts.streams[1].late == 1 and counts.streams[1].images == 1
+
+
+def test_the_pending_table_is_bounded_and_streams_ahead_are_paused_at_half() -> None:
+    m = Matcher(max_pending=4)
+    for frame in range(1, 3):
+        m.add(0, image(frame, 0))
+    assert m.matcher.readable() == [False, True]  # only the stream the oldest frame waits for
+    for frame in range(3, 10):
+        m.add(0, image(frame, 0))
+
+    assert m.matcher.pending == 4
+    assert m.numbers() == [1, 2, 3, 4, 5]  # the oldest, resolved incomplete to keep the bound
+
+
+def test_time_held_by_back_pressure_does_not_count_as_waiting() -> None:
+    m = Matcher(timeout=0.5)
+    m.add(0, image(1, 0), now=0.0)
+    m.matcher.hold_clock(10.0)
+    m.matcher.expire(10.4)
+    assert m.numbers() == []
+    m.add(1, image(1, 1), now=10.4)
+
+    assert m.rows() == [[0, 1]]
+
+
+def test_the_acquisition_ends_once_every_stream_has_sent_its_end() -> None:
+    m = Matcher()
+    for frame in (1, 2):
+        m.add(0, image(frame, 0))
+        m.add(1, image(frame, 1))
+    m.add(0, END)
+    assert m.kinds()[-1] == "Frame"
+    m.add(1, END)
+
+    assert m.kinds() == ["Start", "Frame", "Frame", "End"]
+    assert m.matcher.current is None
+
+
+def test_series_end_counts_what_was_actually_sent() -> None:
+    m = Matcher()
+    m.add(0, image(1, 0))
+    m.add(1, image(1, 1))
+    m.add(0, END)
+    m.add(1, END)
+    for item in m.out:
+        if not isinstance(item, OutgoingEnd):
+            item.sent()
+    end = next(o for o in m.out if isinstance(o, OutgoingEnd))
+
+    parsed = wire.parse_sync_message(end.parts())
+    assert parsed.frames_per_port == {50012: 1, 50013: 1}  # type: ignore[union-attr]
+    assert [h["lastFrameIndex"] for h in parsed.headers] == [[1], [1]]  # type: ignore[union-attr]
+
+
+def test_end_messages_with_no_acquisition_open_and_repeated_ends_change_nothing() -> None:
+    m = Matcher()
+    m.add(0, END)  # a failed start
+    m.add(1, END)
+    m.add(0, image(1, 0))
+    m.add(1, image(1, 1))
+    m.add(0, END)
+    m.add(0, END)  # repeated within the acquisition
+    m.add(1, END)
+    m.add(1, END)  # repeated after it
+
+    assert m.kinds() == ["Start", "Frame", "End"]
+    assert (m.matcher.lifetime.lone_ends, m.matcher.lifetime.duplicate_ends) == (3, 1)
+    assert m.matcher.lifetime.acquisitions == 1
+
+
+def test_a_stream_that_ended_and_sends_data_again_starts_the_next_acquisition() -> None:
+    m = Matcher()
+    m.add(0, image(1, 0))
+    m.add(1, image(1, 1))
+    m.add(0, END)  # stream 1's end is lost
+    m.add(0, image(5, 0))
+    m.add(1, image(5, 1))
+
+    assert m.kinds() == ["Start", "Frame", "End", "Start", "Frame"]
+    first = m.out[2]
+    assert isinstance(first, OutgoingEnd) and first.acquisition.streams[1].end_missing
+
+
+def test_an_acquisition_closes_when_the_other_streams_stay_silent_after_one_ended() -> None:
+    m = Matcher(timeout=0.5)
+    m.add(0, image(1, 0), now=0.0)
+    m.add(1, image(1, 1), now=0.0)
+    m.add(0, END, now=0.1)
+    m.matcher.expire(0.4)
+    assert m.kinds()[-1] == "Frame"
+    m.matcher.expire(0.5)
+
+    assert m.kinds()[-1] == "End"
+
+
+def test_four_half_module_streams_are_two_receivers_in_start_and_end() -> None:
+    m = Matcher(streams=4)
+    for row in range(4):
+        m.add(row, image(1, row, shape=[1024, 256]))  # half a module: the grouping needs the real height
+    for row in range(4):
+        m.add(row, END)
+
+    start, end = wire.parse_sync_message(m.out[0].parts()), wire.parse_sync_message(m.out[-1].parts())
+    assert [h["udpPorts"] for h in start.headers] == [[50012, 50013], [50014, 50015]]  # type: ignore[union-attr]
+    assert [h["udpPorts"] for h in end.headers] == [[50012, 50013], [50014, 50015]]  # type: ignore[union-attr]
+
+
+def _bad_messages() -> dict[str, list[bytes]]:
+    header, data = image(3, 0)
+    fields = json.loads(header)
+    without_row = {k: v for k, v in fields.items() if k != "row"}
+    return {
+        "wrong size": [header, data[:-2]],
+        "invalid JSON": [b"{frameNumber: 3", data],
+        "unknown bitmode": [wire.encode_header({**fields, "bitmode": 32}), data],
+        "missing key": [wire.encode_header(without_row), data],
+        "three parts": [header, data, data],
+        "another detector": [wire.encode_header({**fields, "detType": 2}), data],
+        "missing synchronizer key": [wire.encode_header({k: v for k, v in fields.items() if k != "modId"}), data],
+    }
+
+
+def test_bad_messages_are_counted_logged_once_and_do_not_disturb_the_frames(caplog: pytest.LogCaptureFixture) -> None:
+    m = Matcher()
+    m.add(0, image(1, 0))
+    m.add(1, image(1, 1))
+    with caplog.at_level(logging.WARNING, logger="monitor.assembler"):
+        for message in _bad_messages().values():
+            m.add(0, message)
+    m.add(0, image(2, 0))
+    m.add(1, image(2, 1))
+
+    assert m.numbers() == [1, 2] and m.rows() == [[0, 1], [0, 1]]
+    counts = m.matcher.current
+    assert counts is not None and counts.streams[0].bad == len(_bad_messages())
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.startswith("stream 0 (tcp://127.0.0.1:30001): frame 3: message ignored: ")
+    assert "data part holds 62 bytes" in line
+
+
+@pytest.mark.parametrize("kind", list(_bad_messages()))
+def test_each_kind_of_bad_message_is_counted(kind: str) -> None:
+    m = Matcher()
+    m.add(0, _bad_messages()[kind])
+
+    assert m.matcher.lifetime.bad == 1 and m.out == []
