@@ -1,0 +1,276 @@
+"""The serial-crystallography pipeline: calibrate, find Bragg peaks, call hits; aggregate on the collector.
+
+Worker side (one call per frame): the raw JUNGFRAU frame is calibrated to
+photons with its validity mask (:mod:`sources.calibration`, or ADC values when
+calibration is off), Bragg peaks are found with peakfinder8
+(:mod:`monitor.processing.peakfinder8`) and the frame is a *hit* when
+``min_num_peaks_for_hit <= n_peaks <= max_num_peaks_for_hit``.
+
+What a worker sends (:class:`ProcessedEvent`), the contract outputs rely on:
+
+* ``values``: ``event_id`` (int), ``timestamp`` (float), ``is_hit`` (bool),
+  ``n_peaks`` (int, found, even beyond those sent), ``n_saturated`` (int,
+  pixels reading ``0xC000``), ``frame_mean`` (float, mean of valid pixels);
+* ``arrays``: ``peak_x``, ``peak_y`` (float32, raw-frame pixels, x = column,
+  y = row, pixel centres at integers), ``peak_intensity``, ``peak_snr``
+  (float32), ``radial_profile`` (float32, background per ``radial_bin_px``-wide
+  ring from the beam: the clipped radial mean of peakfinder8), and ``frame``
+  (float32 calibrated 1024 x 1024) for hits and every ``non_hit_frame_interval``-th
+  non-hit of a worker, when ``send_hit_frames``.
+
+Collector side: hit rate (over the last ``hit_rate_window`` frames and since
+the start), saturation rate (frames with a saturated pixel), virtual powder
+pattern (peak counts per raw pixel), mean radial profile of hits and of
+non-hits, peakogram (peak radius vs log10 intensity), latest hit with its peaks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
+
+from monitor.processing.peakfinder8 import PeakFinder8, PeakFinder8Parameters
+from monitor.processing.protocol import ProcessedEvent, Scalar
+from sources.calibration import CalibrationParameters, JungfrauCalibration
+from sources.geometry import DetectorGeometry, default_geometry_path
+
+__all__ = ["CrystallographyParameters", "CrystallographyPipeline"]
+
+_PEAKOGRAM_LOG_RANGE = (0.0, 6.0)
+"""log10 of peak intensity covered by the peakogram (1 to 1e6 photons)."""
+_PEAKOGRAM_LOG_BINS = 60
+
+
+class CrystallographyParameters(BaseModel):
+    """The ``processing_layer`` section for this pipeline."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pipeline: str = "CrystallographyPipeline"
+    calibration: CalibrationParameters | None = Field(
+        default=None, description="calibration files; leave out to work on ADC values"
+    )
+    geometry_file: Path | None = Field(default=None, description="CrystFEL .geom; the shipped JUNGFRAU 1M if absent")
+    peakfinder8: PeakFinder8Parameters = PeakFinder8Parameters()
+    min_num_peaks_for_hit: NonNegativeInt = 10
+    max_num_peaks_for_hit: NonNegativeInt = 2000
+    hit_rate_window: PositiveInt = Field(default=200, description="frames in the rolling hit rate")
+    hit_rate_history: PositiveInt = Field(default=2000, description="rolling hit-rate points kept for plots")
+    radial_bin_px: PositiveInt = Field(default=4, description="ring width of the radial profile, pixels")
+    send_hit_frames: bool = True
+    non_hit_frame_interval: NonNegativeInt = Field(
+        default=100, description="also send every n-th non-hit frame of a worker (0: never)"
+    )
+
+
+class CrystallographyPipeline:
+    """Peaks and hits per frame on workers; rates, powder, profiles and peakogram on the collector."""
+
+    Parameters = CrystallographyParameters
+
+    def __init__(self, *, parameters: CrystallographyParameters) -> None:
+        if parameters.min_num_peaks_for_hit > parameters.max_num_peaks_for_hit:
+            raise ValueError("min_num_peaks_for_hit must not exceed max_num_peaks_for_hit")
+        self.parameters = parameters
+        self._geometry: DetectorGeometry | None = None
+
+    def _load_geometry(self) -> DetectorGeometry:
+        return DetectorGeometry.from_crystfel(self.parameters.geometry_file or default_geometry_path())
+
+    # ---- worker ---------------------------------------------------------------------------------
+
+    def initialize_processing_node(self, *, node_rank: int, node_pool_size: int) -> None:
+        """Read calibration and geometry, allocate buffers, compile the kernels before the first frame."""
+        p = self.parameters
+        self._geometry = self._load_geometry()
+        n_modules = self._geometry.frame_shape[0] // 512
+        self._calibration = (
+            JungfrauCalibration(p.calibration) if p.calibration else JungfrauCalibration.adc_only(n_modules=n_modules)
+        )
+        self._finder = PeakFinder8(p.peakfinder8, radius=self._geometry.radius)
+        n_bins = self._finder.bins.max() + 1
+        self._ring = np.arange(n_bins) // p.radial_bin_px
+        self._ring_width = np.bincount(self._ring).astype(np.float32)
+        self._non_hits = 0
+        self.process_data(
+            node_rank=node_rank,
+            node_pool_size=node_pool_size,
+            data={"detector_data": np.zeros(self._geometry.frame_shape, np.uint16), "event_id": -1, "timestamp": 0.0},
+        )
+        self._non_hits = 0
+
+    def process_data(self, *, node_rank: int, node_pool_size: int, data: dict[str, Any]) -> ProcessedEvent:
+        """Calibrate, find peaks, call the hit; copy out what the collector needs (the frame buffer is reused)."""
+        p = self.parameters
+        photons, valid = self._calibration.calibrate(data["detector_data"])
+        peaks = self._finder.find(photons, valid)
+        is_hit = p.min_num_peaks_for_hit <= peaks.n_found <= p.max_num_peaks_for_hit
+        n_valid = photons.size - self._calibration.n_invalid
+        arrays = {
+            "peak_x": peaks.x,
+            "peak_y": peaks.y,
+            "peak_intensity": peaks.intensity,
+            "peak_snr": peaks.snr,
+            "radial_profile": self._rebin(peaks.radial_offset),
+        }
+        if p.send_hit_frames and self._frame_wanted(is_hit):
+            arrays["frame"] = photons.copy()
+        return ProcessedEvent(
+            values={
+                "event_id": int(data["event_id"]),
+                "timestamp": float(data["timestamp"]),
+                "is_hit": bool(is_hit),
+                "n_peaks": int(peaks.n_found),
+                "n_saturated": int(self._calibration.n_saturated),
+                "frame_mean": self._calibration.photon_sum / n_valid if n_valid else math.nan,
+            },
+            arrays=arrays,
+        )
+
+    def _frame_wanted(self, is_hit: bool) -> bool:
+        if is_hit:
+            return True
+        self._non_hits += 1
+        interval = self.parameters.non_hit_frame_interval
+        return bool(interval) and (self._non_hits - 1) % interval == 0
+
+    def _rebin(self, radial_offset: np.ndarray) -> np.ndarray:
+        """Mean of the 1-pixel radial bins in each ``radial_bin_px`` ring (float32)."""
+        return (np.bincount(self._ring, weights=radial_offset) / self._ring_width).astype(np.float32)
+
+    def receive_feedback(self, *, feedback: dict[str, Any]) -> None:
+        """This pipeline sends no feedback."""
+
+    def end_processing_on_processing_node(self, *, node_rank: int, node_pool_size: int) -> None:
+        """Nothing to release: buffers go with the process."""
+
+    # ---- collector ------------------------------------------------------------------------------
+
+    def initialize_collecting_node(self, *, node_rank: int, node_pool_size: int) -> None:
+        """Zeroed aggregates, sized from the geometry."""
+        p = self.parameters
+        self._geometry = self._load_geometry()
+        shape = self._geometry.frame_shape
+        n_rings = int(np.rint(self._geometry.radius.max())) // p.radial_bin_px + 1
+        self._events = 0
+        self._hits = 0
+        self._saturated_frames = 0
+        self._peaks_in_hits = 0
+        self._recent = deque(maxlen=p.hit_rate_window)
+        self._history: deque[tuple[int, float, float]] = deque(maxlen=p.hit_rate_history)
+        self._powder = np.zeros(shape, dtype=np.uint32)
+        self._radial_sum = {True: np.zeros(n_rings), False: np.zeros(n_rings)}
+        self._radial_frames = {True: 0, False: 0}
+        self._peakogram = np.zeros((n_rings, _PEAKOGRAM_LOG_BINS), dtype=np.uint32)
+        self._latest_hit: ProcessedEvent | None = None
+
+    def collect_data(
+        self, *, node_rank: int, node_pool_size: int, processed_data: ProcessedEvent
+    ) -> dict[str, Any] | None:
+        """Fold one frame's result into the aggregates."""
+        values, arrays = processed_data.values, processed_data.arrays
+        is_hit = bool(values["is_hit"])
+        self._events += 1
+        self._hits += is_hit
+        self._saturated_frames += values["n_saturated"] > 0
+        self._recent.append(is_hit)
+        self._history.append((values["event_id"], values["timestamp"], self.rolling_hit_rate))
+        profile = arrays["radial_profile"]
+        self._radial_sum[is_hit][: profile.size] += profile
+        self._radial_frames[is_hit] += 1
+        x, y = arrays["peak_x"], arrays["peak_y"]
+        if x.size:
+            rows = np.clip(np.rint(y).astype(np.intp), 0, self._powder.shape[0] - 1)
+            cols = np.clip(np.rint(x).astype(np.intp), 0, self._powder.shape[1] - 1)
+            np.add.at(self._powder, (rows, cols), 1)
+            self._add_to_peakogram(rows, cols, arrays["peak_intensity"])
+        if is_hit:
+            self._peaks_in_hits += values["n_peaks"]
+            self._latest_hit = processed_data
+        return None
+
+    def _add_to_peakogram(self, rows: np.ndarray, cols: np.ndarray, intensity: np.ndarray) -> None:
+        ring = np.rint(self._geometry.radius[rows, cols]).astype(np.intp) // self.parameters.radial_bin_px
+        low, high = _PEAKOGRAM_LOG_RANGE
+        level = np.log10(np.maximum(intensity, 10**low))
+        column = np.clip(((level - low) / (high - low) * _PEAKOGRAM_LOG_BINS).astype(np.intp), 0, _PEAKOGRAM_LOG_BINS - 1)
+        np.add.at(self._peakogram, (np.minimum(ring, self._peakogram.shape[0] - 1), column), 1)
+
+    @property
+    def hit_rate(self) -> float:
+        """Hits over frames since the start (fraction)."""
+        return self._hits / self._events if self._events else 0.0
+
+    @property
+    def rolling_hit_rate(self) -> float:
+        """Hits over the last ``hit_rate_window`` frames (fraction)."""
+        return sum(self._recent) / len(self._recent) if self._recent else 0.0
+
+    def _mean_profile(self, hits: bool) -> np.ndarray:
+        frames = self._radial_frames[hits]
+        return (self._radial_sum[hits] / frames if frames else np.zeros_like(self._radial_sum[hits])).astype(np.float32)
+
+    def status(self) -> dict[str, Scalar]:
+        return {
+            "hit_rate": round(self.rolling_hit_rate, 4),
+            "hit_rate_total": round(self.hit_rate, 4),
+            "hits": self._hits,
+            "saturation_rate": round(self._saturated_frames / self._events, 4) if self._events else 0.0,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "frames": self._events,
+            "hits": self._hits,
+            "hit_rate": self.hit_rate,
+            "rolling_hit_rate": self.rolling_hit_rate,
+            "hit_rate_window": self.parameters.hit_rate_window,
+            "saturation_rate": self._saturated_frames / self._events if self._events else 0.0,
+            "mean_peaks_per_hit": self._peaks_in_hits / self._hits if self._hits else 0.0,
+            "powder_peaks": int(self._powder.sum()),
+            "radial_bin_px": self.parameters.radial_bin_px,
+            "radial_profile_hits": self._mean_profile(True).tolist(),
+            "radial_profile_non_hits": self._mean_profile(False).tolist(),
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything a viewer draws, as arrays and scalars (copies; safe to send or keep).
+
+        ``powder`` (uint32, raw-frame shape: peaks per pixel), ``radial_profile_hits``
+        / ``radial_profile_non_hits`` (float32 per ``radial_bin_px`` ring),
+        ``peakogram`` (uint32, ring x log10-intensity bin over ``peakogram_log_range``),
+        ``hit_rate_history`` (float64 rows of event id, timestamp, rolling hit rate),
+        ``latest_hit_event_id`` with ``latest_hit_peak_x``/``_y``/``_intensity``
+        (absent until a hit arrived) and ``latest_hit_frame`` (when that hit
+        came with its frame), and the figures of :meth:`status`.
+        """
+        snapshot: dict[str, Any] = {
+            **self.status(),
+            "frames": self._events,
+            "powder": self._powder.copy(),
+            "radial_bin_px": self.parameters.radial_bin_px,
+            "radial_profile_hits": self._mean_profile(True),
+            "radial_profile_non_hits": self._mean_profile(False),
+            "peakogram": self._peakogram.copy(),
+            "peakogram_log_range": _PEAKOGRAM_LOG_RANGE,
+            "hit_rate_history": np.array(self._history, dtype=np.float64).reshape(-1, 3),
+        }
+        if self._latest_hit is not None:
+            arrays = self._latest_hit.arrays
+            snapshot.update(
+                latest_hit_event_id=self._latest_hit.values["event_id"],
+                latest_hit_peak_x=arrays["peak_x"].copy(),
+                latest_hit_peak_y=arrays["peak_y"].copy(),
+                latest_hit_peak_intensity=arrays["peak_intensity"].copy(),
+            )
+            if "frame" in arrays:
+                snapshot["latest_hit_frame"] = arrays["frame"].copy()
+        return snapshot
+
+    def end_processing_on_collecting_node(self, *, node_rank: int, node_pool_size: int) -> None:
+        """Nothing to flush: outputs read :meth:`summary` and :meth:`snapshot`."""

@@ -1,0 +1,144 @@
+"""The crystallography pipeline: the per-frame result contract and the collector's aggregates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from monitor.processing.crystallography import CrystallographyParameters, CrystallographyPipeline
+from monitor.processing.protocol import ProcessedEvent
+from monitor.simulation import SimulatedJungfrau1M
+
+N_FRAMES = 40
+
+
+@pytest.fixture(scope="module")
+def detector() -> SimulatedJungfrau1M:
+    return SimulatedJungfrau1M(seed=21, hit_fraction=0.4)
+
+
+@pytest.fixture(scope="module")
+def parameters(detector: SimulatedJungfrau1M, tmp_path_factory: pytest.TempPathFactory) -> CrystallographyParameters:
+    files = detector.write_calibration(tmp_path_factory.mktemp("calibration"))
+    return CrystallographyParameters(calibration=files, hit_rate_window=10, non_hit_frame_interval=5)
+
+
+@pytest.fixture(scope="module")
+def results(detector: SimulatedJungfrau1M, parameters: CrystallographyParameters) -> list[ProcessedEvent]:
+    worker = CrystallographyPipeline(parameters=parameters)
+    worker.initialize_processing_node(node_rank=1, node_pool_size=2)
+    out = []
+    for number in range(N_FRAMES):
+        raw, _ = detector.frame(number)
+        out.append(
+            worker.process_data(
+                node_rank=1, node_pool_size=2, data={"detector_data": raw, "timestamp": 1.5 * number, "event_id": number}
+            )
+        )
+    return out
+
+
+@pytest.fixture(scope="module")
+def collector(parameters: CrystallographyParameters, results: list[ProcessedEvent]) -> CrystallographyPipeline:
+    pipeline = CrystallographyPipeline(parameters=parameters)
+    pipeline.initialize_collecting_node(node_rank=0, node_pool_size=2)
+    for result in results:
+        assert pipeline.collect_data(node_rank=0, node_pool_size=2, processed_data=result) is None
+    return pipeline
+
+
+def test_values_follow_the_contract(results: list[ProcessedEvent], detector: SimulatedJungfrau1M) -> None:
+    for number, result in enumerate(results):
+        values = result.values
+        assert values["event_id"] == number and values["timestamp"] == 1.5 * number
+        assert type(values["is_hit"]) is bool and values["is_hit"] == detector.truth(number).is_hit
+        assert type(values["n_peaks"]) is int and type(values["n_saturated"]) is int
+        assert 0.0 < values["frame_mean"] < 1.0  # photons per pixel: background plus peaks
+        assert values["is_hit"] == (10 <= values["n_peaks"] <= 2000)
+
+
+def test_peak_arrays_are_float32_raw_pixel_coordinates_near_the_truth(
+    results: list[ProcessedEvent], detector: SimulatedJungfrau1M
+) -> None:
+    hit = next(n for n, r in enumerate(results) if r.values["is_hit"])
+    arrays = results[hit].arrays
+    for name in ("peak_x", "peak_y", "peak_intensity", "peak_snr", "radial_profile"):
+        assert arrays[name].dtype == np.float32
+    assert arrays["peak_x"].size == results[hit].values["n_peaks"]
+    truth = detector.truth(hit).peaks
+    distance = np.hypot(
+        arrays["peak_y"][:, None] - np.array([p.y for p in truth]), arrays["peak_x"][:, None] - np.array([p.x for p in truth])
+    )
+    assert (distance.min(axis=1) < 1.0).all()
+
+
+def test_bright_hits_report_saturated_pixels(results: list[ProcessedEvent]) -> None:
+    assert any(r.values["n_saturated"] > 0 for r in results if r.values["is_hit"])
+
+
+def test_frames_come_with_hits_and_every_fifth_non_hit(results: list[ProcessedEvent]) -> None:
+    non_hits = [r for r in results if not r.values["is_hit"]]
+    assert all("frame" in r.arrays for r in results if r.values["is_hit"])
+    assert [i for i, r in enumerate(non_hits) if "frame" in r.arrays] == list(range(0, len(non_hits), 5))
+    frame = next(r.arrays["frame"] for r in results if "frame" in r.arrays)
+    assert frame.dtype == np.float32 and frame.shape == (1024, 1024)
+
+
+def test_frames_do_not_alias_the_reused_buffer(results: list[ProcessedEvent]) -> None:
+    frames = [r.arrays["frame"] for r in results if "frame" in r.arrays]
+    assert not np.shares_memory(frames[0], frames[1])
+    assert not np.array_equal(frames[0], frames[1])
+
+
+def test_collector_hit_rates(collector: CrystallographyPipeline, results: list[ProcessedEvent]) -> None:
+    hits = [r.values["is_hit"] for r in results]
+    assert collector.hit_rate == pytest.approx(np.mean(hits))
+    assert collector.rolling_hit_rate == pytest.approx(np.mean(hits[-10:]))
+    status = collector.status()
+    assert status["hits"] == sum(hits) and status["hit_rate"] == pytest.approx(np.mean(hits[-10:]), abs=1e-4)
+
+
+def test_powder_and_peakogram_count_every_peak(collector: CrystallographyPipeline, results: list[ProcessedEvent]) -> None:
+    snapshot = collector.snapshot()
+    total = sum(r.arrays["peak_x"].size for r in results)
+    assert snapshot["powder"].shape == (1024, 1024) and snapshot["powder"].sum() == total
+    assert snapshot["peakogram"].sum() == total
+    peak = results[-1].arrays if results[-1].arrays["peak_x"].size else next(r.arrays for r in results if r.arrays["peak_x"].size)
+    assert snapshot["powder"][round(float(peak["peak_y"][0])), round(float(peak["peak_x"][0]))] >= 1
+
+
+def test_radial_profiles_separate_hits_and_non_hits(collector: CrystallographyPipeline) -> None:
+    snapshot = collector.snapshot()
+    hits, non_hits = snapshot["radial_profile_hits"], snapshot["radial_profile_non_hits"]
+    assert hits.dtype == np.float32 and hits.shape == non_hits.shape
+    ring = 300 // snapshot["radial_bin_px"]
+    # The simulated water ring at 300 pixels stands out of the flat background in both.
+    assert non_hits[ring] > 4 * non_hits[650 // snapshot["radial_bin_px"]]
+    assert hits[ring] == pytest.approx(non_hits[ring], rel=0.1)
+
+
+def test_snapshot_holds_latest_hit_and_history(collector: CrystallographyPipeline, results: list[ProcessedEvent]) -> None:
+    snapshot = collector.snapshot()
+    last_hit = max(n for n, r in enumerate(results) if r.values["is_hit"])
+    assert snapshot["latest_hit_event_id"] == last_hit
+    np.testing.assert_array_equal(snapshot["latest_hit_peak_x"], results[last_hit].arrays["peak_x"])
+    np.testing.assert_array_equal(snapshot["latest_hit_frame"], results[last_hit].arrays["frame"])
+    history = snapshot["hit_rate_history"]
+    assert history.shape == (N_FRAMES, 3) and history[-1, 2] == pytest.approx(collector.rolling_hit_rate)
+
+
+def test_summary_is_json_safe(collector: CrystallographyPipeline) -> None:
+    summary = json.loads(json.dumps(collector.summary()))
+    assert summary["frames"] == N_FRAMES and 0 < summary["hit_rate"] < 1
+    assert summary["mean_peaks_per_hit"] >= 10 and 0 < summary["saturation_rate"] <= summary["hit_rate"]
+    assert len(summary["radial_profile_hits"]) == len(summary["radial_profile_non_hits"]) > 100
+
+
+def test_parameters_refuse_unknown_keys_and_inverted_limits(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="extra"):
+        CrystallographyParameters(min_peaks=3)
+    with pytest.raises(ValueError, match="min_num_peaks_for_hit"):
+        CrystallographyPipeline(parameters=CrystallographyParameters(min_num_peaks_for_hit=5, max_num_peaks_for_hit=4))
