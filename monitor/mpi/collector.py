@@ -6,8 +6,10 @@ the end of an acquisition (after every frame sent before it is collected),
 rank.  It then tells every worker to stop and waits for each one's last
 message; a worker that never answers gets the job aborted, never a hang.
 
-When nothing arrives it sleeps in short, growing steps instead of spinning
-in a blocking MPI probe, so an idle monitor leaves its core free.
+When nothing arrives it polls on for a moment (MPICH's probe often answers
+"nothing" once before it sees a message that is already there), then sleeps
+in growing steps instead of spinning in a blocking MPI probe, so an idle
+monitor leaves its core free.
 """
 
 from __future__ import annotations
@@ -30,8 +32,11 @@ __all__ = ["CollectorReport", "run_collector"]
 
 log = logging.getLogger(__name__)
 
+SPIN_S = 0.001
+"""Keep polling this long after the last message before sleeping."""
+
 IDLE_SLEEP_S = (0.0002, 0.005)
-"""Sleep between empty polls: starts short (latency), doubles up to the cap (CPU)."""
+"""Sleep between empty polls after that: starts short (latency), doubles up to the cap (CPU)."""
 
 RATE_WINDOW_S = 2.0
 """events/s in the status line is measured over this trailing window."""
@@ -86,7 +91,9 @@ class _Collector:
     def run(self) -> CollectorReport:
         inbox = Inbox(self._comm)
         sleep = IDLE_SLEEP_S[0]
+        last_message = time.monotonic()
         while len(self._said_bye) < len(self._layout.workers):
+            now = time.monotonic()
             message = inbox.poll()
             if message is not None:
                 try:
@@ -94,11 +101,11 @@ class _Collector:
                 except Exception as error:  # the collector's own failure ends the run like a worker's
                     log.debug("collector failed", exc_info=True)
                     self.fail(f"rank {self._layout.rank} (collector): {type(error).__name__}: {error}")
-                sleep = IDLE_SLEEP_S[0]
-            else:
+                sleep, last_message = IDLE_SLEEP_S[0], now
+            elif now - last_message > SPIN_S:
                 time.sleep(sleep)
                 sleep = min(2 * sleep, IDLE_SLEEP_S[1])
-            self._check_clock(time.monotonic())
+            self._check_clock(now)
         return self.report
 
     def _handle(self, message: Received) -> None:

@@ -20,7 +20,7 @@ __all__ = ["RunOutcome", "run"]
 
 log = logging.getLogger(__name__)
 
-_STATS = ("events", "failed", "bytes", "busy_s", "wall_s")
+_STATS = ("events", "failed", "bytes", "busy_s", "cpu_s", "wall_s")
 """Each rank's final figures, gathered as one float64 vector per rank (a buffer, not a pickle)."""
 
 
@@ -35,7 +35,7 @@ class RunOutcome:
 def run(config: MonitorConfig, *, print_status: StatusPrinter, comm: MPI.Comm | None = None) -> RunOutcome:
     """Run the monitor on this rank; every rank of ``comm`` must call it."""
     comm = comm or MPI.COMM_WORLD
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     handler_parameters = config.handler_parameters
     handler = config.handler_class(source=handler_parameters.source, parameters=handler_parameters)
     layout = RankLayout.from_handler(rank=comm.rank, size=comm.size, designated=handler.designated_collector_rank())
@@ -62,7 +62,7 @@ def run(config: MonitorConfig, *, print_status: StatusPrinter, comm: MPI.Comm | 
         mine = [stats.events, stats.failed, stats.bytes, stats.busy_s]
         exit_code = 0
 
-    table = _gather_stats(comm, layout, mine + [time.monotonic() - started])
+    table = _gather_stats(comm, layout, mine + [time.process_time() - cpu_started, time.monotonic() - started])
     exit_code = _agree_exit_code(comm, layout, exit_code)
     summary = None
     if layout.is_collector:
