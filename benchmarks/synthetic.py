@@ -45,6 +45,12 @@ class SyntheticEventHandler:
     def initialize_event_handling_on_processing_node(self, *, node_rank: int, node_pool_size: int) -> None:
         """Nothing to connect."""
 
+    def collecting_node_status(self) -> dict[str, Any]:
+        return {}
+
+    def end_event_handling_on_collecting_node(self, *, node_rank: int, node_pool_size: int) -> dict[str, Any]:
+        return {}
+
     def event_generator(self, *, node_rank: int, node_pool_size: int) -> Generator[dict[str, Any], None, None]:
         for number in range(self._parameters.events_per_worker):
             yield {"kind": "frame", "number": number}

@@ -98,6 +98,15 @@ class Jungfrau1MZmqDataEventHandler:
         atexit.register(self._stop_simulator)
         log.info("started the simulated JUNGFRAU 1M on %s (pid %d)", self._parameters.url, self._simulator.pid)
 
+    def collecting_node_status(self) -> dict[str, Any]:
+        """No live figures of its own yet."""
+        return {}
+
+    def end_event_handling_on_collecting_node(self, *, node_rank: int, node_pool_size: int) -> dict[str, Any]:
+        """Stop the simulator if this node started it."""
+        self._stop_simulator()
+        return {}
+
     def _stop_simulator(self) -> None:
         if self._simulator is not None and self._simulator.poll() is None:
             self._simulator.terminate()

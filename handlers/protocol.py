@@ -53,6 +53,20 @@ class DataEventHandlerProtocol(Protocol):
         self, *, node_rank: int, node_pool_size: int
     ) -> None: ...
 
+    def collecting_node_status(self) -> dict[str, Any]:
+        """Live figures of what the handler runs on the collector (e.g. a frame assembler's drops)."""
+        ...
+
+    def end_event_handling_on_collecting_node(self, *, node_rank: int, node_pool_size: int) -> dict[str, Any]:
+        """Stop what the collecting node started; return figures for the final summary.
+
+        Not in the seed interface: it is the counterpart of
+        ``initialize_event_handling_on_collecting_node``, so that whatever a
+        handler starts there (a simulator, an assembler) ends with the run and
+        reports into its summary (e.g. the simulator's true hit rate).
+        """
+        ...
+
     def event_generator(
         self, *, node_rank: int, node_pool_size: int
     ) -> Generator[Event, None, None]:

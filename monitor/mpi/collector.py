@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from mpi4py import MPI
 
+from handlers.protocol import DataEventHandlerProtocol
 from monitor.config import RunParameters
 from monitor.mpi.messages import Inbox, Received, send_control
 from monitor.mpi.ranks import RankLayout
@@ -62,11 +63,12 @@ StatusPrinter = Callable[[dict[str, Any]], None]
 
 
 class _Collector:
-    def __init__(self, comm: MPI.Comm, layout: RankLayout, pipeline: ProcessingPipelineProtocol,
-                 run: RunParameters, stop_after_acquisition: bool, source: str,
-                 stop_signal: StopSignal, print_status: StatusPrinter) -> None:
+    def __init__(self, comm: MPI.Comm, layout: RankLayout, handler: DataEventHandlerProtocol,
+                 pipeline: ProcessingPipelineProtocol, run: RunParameters, stop_after_acquisition: bool,
+                 source: str, stop_signal: StopSignal, print_status: StatusPrinter) -> None:
         self._comm = comm
         self._layout = layout
+        self._handler = handler
         self._pipeline = pipeline
         self._run = run
         self._stop_after_acquisition = stop_after_acquisition
@@ -240,25 +242,33 @@ class _Collector:
             "events_per_s": rate,
             "failed": self.report.events_failed,
             "acquisitions": self.report.acquisitions_ended,
+            **self._handler.collecting_node_status(),
             **self._pipeline.status(),
         }
 
 
-def run_collector(comm: MPI.Comm, layout: RankLayout, pipeline: ProcessingPipelineProtocol,
-                  run: RunParameters, *, stop_after_acquisition: bool, source: str,
-                  stop_signal: StopSignal, print_status: StatusPrinter,
-                  initialize: Callable[[], None]) -> CollectorReport:
+def run_collector(comm: MPI.Comm, layout: RankLayout, handler: DataEventHandlerProtocol,
+                  pipeline: ProcessingPipelineProtocol, run: RunParameters, *, stop_after_acquisition: bool,
+                  source: str, stop_signal: StopSignal, print_status: StatusPrinter,
+                  workers_may_start: Callable[[], None]) -> tuple[CollectorReport, dict[str, Any]]:
     """Run this rank as the collector until every worker has said its last word.
 
-    ``initialize`` prepares the collecting node (the handler's and the
-    pipeline's); if it fails, the workers are still stopped in order.
+    The collecting node initializes first (the handler may start the frame
+    sender there, or write files the workers read), then lets the workers
+    start with ``workers_may_start``.  If initialization fails, the workers
+    are still started and stopped in order, so that no rank waits for ever.
+    Returns the report and the handler's own final figures.
     """
-    collector = _Collector(comm, layout, pipeline, run, stop_after_acquisition, source, stop_signal, print_status)
+    ranks = {"node_rank": layout.rank, "node_pool_size": layout.size}
+    collector = _Collector(comm, layout, handler, pipeline, run, stop_after_acquisition, source, stop_signal,
+                           print_status)
     try:
-        initialize()
+        handler.initialize_event_handling_on_collecting_node(**ranks)
+        pipeline.initialize_collecting_node(**ranks)
     except Exception as error:
         log.debug("collector initialization failed", exc_info=True)
         collector.fail(f"rank {layout.rank} (collector): {type(error).__name__}: {error}")
+    workers_may_start()
     report = collector.run()
-    pipeline.end_processing_on_collecting_node(node_rank=layout.rank, node_pool_size=layout.size)
-    return report
+    pipeline.end_processing_on_collecting_node(**ranks)
+    return report, handler.end_event_handling_on_collecting_node(**ranks)

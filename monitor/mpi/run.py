@@ -42,22 +42,18 @@ def run(config: MonitorConfig, *, print_status: StatusPrinter, comm: MPI.Comm | 
     pipeline = config.pipeline_class(parameters=config.pipeline_parameters)
     stop_signal = StopSignal()
     stop_signal.install()
-    ranks = {"node_rank": layout.rank, "node_pool_size": layout.size}
 
     if layout.is_collector:
-        def initialize() -> None:
-            handler.initialize_event_handling_on_collecting_node(**ranks)
-            pipeline.initialize_collecting_node(**ranks)
-
-        report = run_collector(
-            comm, layout, pipeline, config.run,
+        report, handler_summary = run_collector(
+            comm, layout, handler, pipeline, config.run,
             stop_after_acquisition=handler_parameters.stop_after_acquisition,
             source=handler_parameters.source, stop_signal=stop_signal,
-            print_status=print_status, initialize=initialize,
+            print_status=print_status, workers_may_start=lambda: _quiet_barrier(comm),
         )
         mine = [report.events_collected, report.events_failed, 0, 0.0]
         exit_code = 1 if report.errors else 0
     else:
+        _quiet_barrier(comm)  # the collecting node initializes first
         stats = run_worker(comm, layout, handler, pipeline, stop_signal, config.run.stop_timeout_s)
         mine = [stats.events, stats.failed, stats.bytes, stats.busy_s]
         exit_code = 0
@@ -66,10 +62,17 @@ def run(config: MonitorConfig, *, print_status: StatusPrinter, comm: MPI.Comm | 
     exit_code = _agree_exit_code(comm, layout, exit_code)
     summary = None
     if layout.is_collector:
-        summary = _summary(report, table, layout, pipeline.summary())
+        summary = _summary(report, table, layout, {**handler_summary, **pipeline.summary()})
     if not handler.skip_rank_finalization():
         MPI.Finalize()
     return RunOutcome(exit_code=exit_code, summary=summary)
+
+
+def _quiet_barrier(comm: MPI.Comm) -> None:
+    """A barrier that sleeps while it waits: MPICH's blocking one spins every waiting rank's core."""
+    request = comm.Ibarrier()
+    while not request.Test():
+        time.sleep(0.005)
 
 
 def _gather_stats(comm: MPI.Comm, layout: RankLayout, mine: list[float]) -> np.ndarray | None:
@@ -87,7 +90,7 @@ def _agree_exit_code(comm: MPI.Comm, layout: RankLayout, exit_code: int) -> int:
 
 
 def _summary(report: CollectorReport, table: np.ndarray, layout: RankLayout,
-             pipeline_summary: dict[str, Any]) -> dict[str, Any]:
+             extra: dict[str, Any]) -> dict[str, Any]:
     span = (report.last_event_s or 0) - (report.first_event_s or 0)
     handled = report.events_collected + report.events_failed
     per_rank = []
@@ -98,7 +101,7 @@ def _summary(report: CollectorReport, table: np.ndarray, layout: RankLayout,
             for key, value in figures.items()
         }})
     return {
-        **pipeline_summary,
+        **extra,
         "events_processed": report.events_collected,
         "events_failed": report.events_failed,
         "frames_sent": report.frames_sent,
