@@ -157,6 +157,22 @@ class JungfrauCalibration:
         self._setup(pedestal, gain * parameters.photon_energy_kev, _read_mask(parameters.mask_file, shape))
 
     @classmethod
+    def from_maps(
+        cls, *, pedestal: np.ndarray, gain: np.ndarray, photon_energy_kev: float, bad_pixels: np.ndarray | None = None
+    ) -> JungfrauCalibration:
+        """From maps in memory: pedestal (ADU) and gain (ADU/keV), both (3, rows, 1024); bad_pixels True = bad.
+
+        For maps that never were files, such as a simulated detector's truth.
+        """
+        if pedestal.shape != gain.shape or pedestal.ndim != 3 or pedestal.shape[0] != 3:
+            raise ValueError(f"pedestal {pedestal.shape} and gain {gain.shape} must both be (3, rows, cols)")
+        shape = pedestal.shape[1:]
+        self = cls.__new__(cls)
+        bad = np.zeros(shape, dtype=np.bool_) if bad_pixels is None else np.asarray(bad_pixels, dtype=np.bool_)
+        self._setup(pedestal, gain * photon_energy_kev, bad)
+        return self
+
+    @classmethod
     def adc_only(cls, *, n_modules: int = 2) -> JungfrauCalibration:
         """No calibration: the ADC value (bits 0-13) as is, with the same masking of invalid pixels.
 

@@ -142,3 +142,22 @@ def test_parameters_refuse_unknown_keys_and_inverted_limits(tmp_path: Path) -> N
         CrystallographyParameters(min_peaks=3)
     with pytest.raises(ValueError, match="min_num_peaks_for_hit"):
         CrystallographyPipeline(parameters=CrystallographyParameters(min_num_peaks_for_hit=5, max_num_peaks_for_hit=4))
+
+
+def test_simulator_seed_calibration_equals_the_written_files(detector: SimulatedJungfrau1M, results: list[ProcessedEvent]) -> None:
+    worker = CrystallographyPipeline(parameters=CrystallographyParameters(calibration={"simulator_seed": 21}))
+    worker.initialize_processing_node(node_rank=1, node_pool_size=2)
+    raw, _ = detector.frame(3)
+    result = worker.process_data(node_rank=1, node_pool_size=2, data={"detector_data": raw, "timestamp": 0.0, "event_id": 3})
+    np.testing.assert_array_equal(result.arrays["peak_x"], results[3].arrays["peak_x"])
+    assert result.values["frame_mean"] == pytest.approx(results[3].values["frame_mean"], rel=1e-6)
+
+
+def test_without_calibration_the_pipeline_works_on_adc_values(detector: SimulatedJungfrau1M) -> None:
+    worker = CrystallographyPipeline(parameters=CrystallographyParameters(send_hit_frames=False))
+    worker.initialize_processing_node(node_rank=1, node_pool_size=2)
+    raw, _ = detector.frame(0)
+    result = worker.process_data(node_rank=1, node_pool_size=2, data={"detector_data": raw, "timestamp": 0.0, "event_id": 0})
+    # No bad-pixel mask without calibration: every pixel that arrived counts, at its ADC value (G0 pedestals).
+    assert result.values["frame_mean"] == pytest.approx((raw & 0x3FFF).mean(), rel=1e-6)
+    assert 1000 < result.values["frame_mean"] < 3000

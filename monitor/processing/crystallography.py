@@ -36,14 +36,23 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 
 from monitor.processing.peakfinder8 import PeakFinder8, PeakFinder8Parameters
 from monitor.processing.protocol import ProcessedEvent, Scalar
+from monitor.simulation import SimulatedJungfrau1M
 from sources.calibration import CalibrationParameters, JungfrauCalibration
 from sources.geometry import DetectorGeometry, default_geometry_path
 
-__all__ = ["CrystallographyParameters", "CrystallographyPipeline"]
+__all__ = ["CrystallographyParameters", "CrystallographyPipeline", "SimulatedCalibration"]
 
 _PEAKOGRAM_LOG_RANGE = (0.0, 6.0)
 """log10 of peak intensity covered by the peakogram (1 to 1e6 photons)."""
 _PEAKOGRAM_LOG_BINS = 60
+
+
+class SimulatedCalibration(BaseModel):
+    """Calibrate with the simulated detector's own maps (no files): for runs on ``source: simulator``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    simulator_seed: int = Field(default=0, description="must be the simulator's seed: it draws the maps")
 
 
 class CrystallographyParameters(BaseModel):
@@ -52,8 +61,8 @@ class CrystallographyParameters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     pipeline: str = "CrystallographyPipeline"
-    calibration: CalibrationParameters | None = Field(
-        default=None, description="calibration files; leave out to work on ADC values"
+    calibration: CalibrationParameters | SimulatedCalibration | None = Field(
+        default=None, description="calibration files, or the simulator's maps; leave out to work on ADC values"
     )
     geometry_file: Path | None = Field(default=None, description="CrystFEL .geom; the shipped JUNGFRAU 1M if absent")
     peakfinder8: PeakFinder8Parameters = PeakFinder8Parameters()
@@ -89,9 +98,7 @@ class CrystallographyPipeline:
         p = self.parameters
         self._geometry = self._load_geometry()
         n_modules = self._geometry.frame_shape[0] // 512
-        self._calibration = (
-            JungfrauCalibration(p.calibration) if p.calibration else JungfrauCalibration.adc_only(n_modules=n_modules)
-        )
+        self._calibration = self._make_calibration(n_modules)
         self._finder = PeakFinder8(p.peakfinder8, radius=self._geometry.radius)
         n_bins = self._finder.bins.max() + 1
         self._ring = np.arange(n_bins) // p.radial_bin_px
@@ -103,6 +110,18 @@ class CrystallographyPipeline:
             data={"detector_data": np.zeros(self._geometry.frame_shape, np.uint16), "event_id": -1, "timestamp": 0.0},
         )
         self._non_hits = 0
+
+    def _make_calibration(self, n_modules: int) -> JungfrauCalibration:
+        calibration = self.parameters.calibration
+        if calibration is None:
+            return JungfrauCalibration.adc_only(n_modules=n_modules)
+        if isinstance(calibration, SimulatedCalibration):
+            detector = SimulatedJungfrau1M(seed=calibration.simulator_seed, pool_size=0)
+            return JungfrauCalibration.from_maps(
+                pedestal=detector.pedestal, gain=detector.gain, photon_energy_kev=detector.photon_energy_kev,
+                bad_pixels=detector.bad_pixel_mask,
+            )
+        return JungfrauCalibration(calibration)
 
     def process_data(self, *, node_rank: int, node_pool_size: int, data: dict[str, Any]) -> ProcessedEvent:
         """Calibrate, find peaks, call the hit; copy out what the collector needs (the frame buffer is reused)."""

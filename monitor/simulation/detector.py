@@ -159,7 +159,9 @@ class SimulatedJungfrau1M:
     """Raw JUNGFRAU 1M frames with ground truth, deterministic in ``(seed, frame_number)``.
 
     Construction draws the per-pixel maps and a pool of background frames
-    (about a second); :meth:`frame` then costs about a millisecond.
+    (about a second); :meth:`frame` then costs about a millisecond.  With
+    ``pool_size=0`` only the maps are drawn (a fraction of the time), for a
+    process that calibrates the simulated detector's frames but makes none.
     """
 
     def __init__(
@@ -193,6 +195,8 @@ class SimulatedJungfrau1M:
             raise ValueError(f"hit_fraction must be in [0, 1], got {hit_fraction}")
         if not 0.0 <= lost_packet_rate <= 1.0:
             raise ValueError(f"lost_packet_rate must be in [0, 1], got {lost_packet_rate}")
+        if pool_size < 0:
+            raise ValueError(f"pool_size must be >= 0, got {pool_size}")
         if photon_energy_kev <= 0:
             raise ValueError(f"photon_energy_kev must be positive, got {photon_energy_kev}")
         if sigma_px[1] * 4 > _PATCH_RADIUS_PX or sigma_px[0] <= 0:
@@ -332,6 +336,8 @@ class SimulatedJungfrau1M:
         ``out``, when given, is a uint16 (1024, 1024) array the frame is written
         into (no allocation); otherwise a new array is returned.
         """
+        if not len(self._pool_raw):
+            raise RuntimeError("this simulated detector was made with pool_size=0: maps only, no frames")
         truth = self.truth(frame_number)
         raw = np.empty(FRAME_SHAPE, dtype=np.uint16) if out is None else out
         rng = np.random.default_rng([self.seed, frame_number, 1])
@@ -371,6 +377,11 @@ class SimulatedJungfrau1M:
         raw.flat[self._dead] = 0
         return raw
 
+    @property
+    def bad_pixel_mask(self) -> np.ndarray:
+        """All pixels a dark run should flag (dead, noisy, never switching): True = bad."""
+        return self.bad_pixels["dead"] | self.bad_pixels["noisy"] | self.bad_pixels["stuck_gain"]
+
     def write_calibration(self, folder: Path) -> dict[str, Any]:
         """Write PSI-style calibration files of the truth maps, one set per module.
 
@@ -392,7 +403,7 @@ class SimulatedJungfrau1M:
             pedestal_files.append(folder / f"pedestal_m{module}.npy")
             np.save(pedestal_files[-1], self.pedestal[:, rows])
         mask_file = folder / "bad_pixels.npy"
-        np.save(mask_file, self.bad_pixels["dead"] | self.bad_pixels["noisy"] | self.bad_pixels["stuck_gain"])
+        np.save(mask_file, self.bad_pixel_mask)
         return {
             "gain_files": [str(p) for p in gain_files],
             "pedestal_files": [str(p) for p in pedestal_files],
