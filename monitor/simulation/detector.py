@@ -257,12 +257,11 @@ class SimulatedJungfrau1M:
         ).astype(np.float32)
         """Mean background photons per pixel and frame."""
 
-        all_pixels = np.arange(n_pixels)
         self._pool_counts = rng.poisson(self.background, size=(pool_size, *FRAME_SHAPE)).astype(np.uint8)
         self._pool_raw = np.empty((pool_size, *FRAME_SHAPE), dtype=np.uint16)
         for k in range(pool_size):
             energy = self._pool_counts[k].ravel() * np.float64(photon_energy_kev)
-            self._pool_raw[k].flat[:] = self._encode(energy, all_pixels, rng.standard_normal(n_pixels))
+            self._pool_raw[k].flat[:] = self._encode(energy, slice(None), rng.standard_normal(n_pixels))
             self._pool_raw[k].flat[self._dead] = 0
 
     def _lab_coordinates(self) -> tuple[np.ndarray, np.ndarray]:
@@ -275,8 +274,9 @@ class SimulatedJungfrau1M:
         lab_x = np.broadcast_to(np.arange(FRAME_SHAPE[1]) - centre_x, FRAME_SHAPE)
         return lab_y, lab_x
 
-    def _encode(self, energy_kev: np.ndarray, pixels: np.ndarray, normal: np.ndarray) -> np.ndarray:
-        """Raw uint16 of the given flat pixels for deposited energies (keV), with gain switching and noise."""
+    def _encode(self, energy_kev: np.ndarray, pixels: np.ndarray | slice, normal: np.ndarray) -> np.ndarray:
+        """Raw uint16 of the given flat pixels (indices, or a slice: no gathering) for deposited
+        energies (keV), with gain switching and noise."""
         ped = self.pedestal.reshape(3, -1)[:, pixels]
         gain = self.gain.reshape(3, -1)[:, pixels]
         noise = self.noise.reshape(3, -1)[:, pixels]
