@@ -100,9 +100,9 @@ class CrystallographyPipeline:
         n_modules = self._geometry.frame_shape[0] // 512
         self._calibration = self._make_calibration(n_modules)
         self._finder = PeakFinder8(p.peakfinder8, radius=self._geometry.radius)
-        n_bins = self._finder.bins.max() + 1
-        self._ring = np.arange(n_bins) // p.radial_bin_px
-        self._ring_width = np.bincount(self._ring).astype(np.float32)
+        self._bin_pixels = np.bincount(self._finder.bins.ravel()).astype(np.float64)
+        self._ring = np.arange(self._bin_pixels.size) // p.radial_bin_px
+        self._ring_pixels = np.bincount(self._ring, weights=self._bin_pixels)
         self._non_hits = 0
         self.process_data(
             node_rank=node_rank,
@@ -159,8 +159,13 @@ class CrystallographyPipeline:
         return bool(interval) and (self._non_hits - 1) % interval == 0
 
     def _rebin(self, radial_offset: np.ndarray) -> np.ndarray:
-        """Mean of the 1-pixel radial bins in each ``radial_bin_px`` ring (float32)."""
-        return (np.bincount(self._ring, weights=radial_offset) / self._ring_width).astype(np.float32)
+        """Mean background in each ``radial_bin_px`` ring: its 1-pixel bins weighted by their pixels (float32).
+
+        Rings no pixel falls in (inside the first module edge, say) read 0.
+        """
+        weighted = np.bincount(self._ring, weights=radial_offset * self._bin_pixels)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.nan_to_num(weighted / self._ring_pixels).astype(np.float32)
 
     def receive_feedback(self, *, feedback: dict[str, Any]) -> None:
         """This pipeline sends no feedback."""
