@@ -65,6 +65,11 @@ def test_a_bad_configuration_ends_all_eight_ranks_with_one_line(tmp_path, replac
     assert len(lines) == 1 and expected in lines[0] and f"{config}:" in lines[0]
 
 
+def test_help_needs_no_mpi_launcher():
+    done = subprocess.run([sys.executable, "-m", "monitor", "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "--summary-json" in done.stdout and "--check" in done.stdout
+
+
 def test_check_validates_without_starting_work():
     done = subprocess.run([sys.executable, "-m", "monitor", str(ROOT / "monitor.yaml"), "--check"],
                           capture_output=True, text=True, timeout=60)
