@@ -89,11 +89,12 @@ def test_published_message_holds_status_aggregates_and_latest_events(stream, con
     header, arrays = message.header, message.arrays
     assert header["kind"] == "update" and header["run"] == "run-x" and header["bin"] == 2
     assert header["status"] == {"events_per_s": 123.5, "hit_rate": 0.25}
-    assert header["snapshot"] == {"events": 1000, "hit_rate": 0.1}
+    assert header["snapshot"] == {"radial_bin_px": 2, "frames": 1000, "hit_rate": 0.1}  # no latest_hit_*
     assert header["hit"]["event_id"] == 41 and header["nonhit"]["event_id"] == 40
     np.testing.assert_array_equal(arrays["hit/frame"], bin_image(hit.arrays["frame"], 2))
     np.testing.assert_array_equal(arrays["hit/peak_x"], hit.arrays["peak_x"])  # raw-frame pixels
     np.testing.assert_array_equal(arrays["snapshot/powder"], bin_image(snapshot["powder"], 2))
+    assert arrays["snapshot/powder"].dtype == np.float32 and snapshot["powder"].dtype == np.uint32
     np.testing.assert_array_equal(arrays["snapshot/hit_rate_history"], snapshot["hit_rate_history"])
     assert arrays["nonhit/frame"].shape == (512, 512)
 

@@ -66,10 +66,14 @@ def test_window_shows_the_published_numbers(application, stream, tmp_path) -> No
     try:
         run_until(application, lambda: stream.on_tick(status=STATUS, snapshot=snapshot),
                   lambda: window.messages_shown > 0)
-        _, history = window.history_curve.getData()
-        np.testing.assert_array_equal(history, snapshot["hit_rate_history"])
-        _, profile = window.profile_curve.getData()
-        np.testing.assert_array_equal(profile, snapshot["radial_profile"])
+        seconds, rates = window.history_curve.getData()
+        np.testing.assert_array_equal(rates, snapshot["hit_rate_history"][:, 2])
+        np.testing.assert_allclose(seconds, snapshot["hit_rate_history"][:, 1] - snapshot["hit_rate_history"][-1, 1])
+        radius, profile = window.profile_curves["radial_profile_hits"].getData()
+        np.testing.assert_array_equal(profile, snapshot["radial_profile_hits"])
+        np.testing.assert_array_equal(radius, (np.arange(profile.size) + 0.5) * 2)  # radial_bin_px 2
+        _, profile = window.profile_curves["radial_profile_non_hits"].getData()
+        np.testing.assert_array_equal(profile, snapshot["radial_profile_non_hits"])
         np.testing.assert_array_equal(window.hit_image.image, bin_image(hit.arrays["frame"], 2))
         np.testing.assert_allclose(window.peak_markers.data["x"], (hit.arrays["peak_x"] + 0.5) / 2)
         np.testing.assert_allclose(window.peak_markers.data["y"], (hit.arrays["peak_y"] + 0.5) / 2)

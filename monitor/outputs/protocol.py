@@ -7,7 +7,15 @@ from typing import Any, Protocol, runtime_checkable
 
 from monitor.processing.protocol import ProcessedEvent
 
-__all__ = ["CollectorOutput", "CountingOutput", "HIT_RATE_HISTORY", "POWDER", "RADIAL_PROFILE"]
+__all__ = [
+    "CollectorOutput",
+    "CountingOutput",
+    "HIT_RATE_HISTORY",
+    "LATEST_HIT_PREFIX",
+    "POWDER",
+    "RADIAL_BIN_PX",
+    "RADIAL_PROFILES",
+]
 
 
 class CollectorOutput(Protocol):
@@ -46,8 +54,12 @@ class CountingOutput(Protocol):
 
 
 HIT_RATE_HISTORY = "hit_rate_history"
-"""Snapshot key: 1-D hit rate (fraction of events) over recent time bins, oldest first."""
+"""Snapshot key: rows of (event id, timestamp, rolling hit rate), oldest first; or 1-D rates."""
 POWDER = "powder"
 """Snapshot key: 2-D virtual powder pattern in raw-frame pixels (row, column)."""
-RADIAL_PROFILE = "radial_profile"
-"""Snapshot key: 1-D average radial profile (intensity per radial bin)."""
+RADIAL_PROFILES = {"radial_profile_hits": "hits", "radial_profile_non_hits": "non-hits"}
+"""Snapshot keys of 1-D mean radial profiles, and their legend labels."""
+RADIAL_BIN_PX = "radial_bin_px"
+"""Snapshot key: width of one radial-profile bin in pixels (bins are counted when absent)."""
+LATEST_HIT_PREFIX = "latest_hit_"
+"""Snapshot keys the results stream leaves out: it carries the latest events itself."""

@@ -17,7 +17,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from monitor.outputs.builtin import to_builtin
-from monitor.outputs.protocol import HIT_RATE_HISTORY, POWDER, RADIAL_PROFILE
+from monitor.outputs.plot_data import Curve, hit_rate_curve, radial_curves
+from monitor.outputs.protocol import POWDER
 from monitor.processing.protocol import ProcessedEvent
 
 __all__ = ["RunReport", "flatten_figures"]
@@ -70,8 +71,9 @@ class RunReport:
         FigureCanvasAgg(figure)
         history_axes, profile_axes, powder_axes, table_axes = figure.subplots(2, 2).flat
         figure.suptitle(f"Run {figures['run']}")
-        self._line(history_axes, HIT_RATE_HISTORY, "Hit-rate history", "time bin", "hit rate")
-        self._line(profile_axes, RADIAL_PROFILE, "Radial profile", "radial bin", "intensity")
+        history = hit_rate_curve(self._snapshot)
+        _lines(history_axes, "Hit-rate history", "hit rate", [history] if history else [])
+        _lines(profile_axes, "Mean radial profile", "intensity", radial_curves(self._snapshot))
         self._powder(powder_axes)
         table_axes.axis("off")
         rows = [f"{name}: {_format(value)}" for name, value in flatten_figures(figures).items()]
@@ -79,14 +81,6 @@ class RunReport:
             rows = [*rows[: _TABLE_ROWS - 1], f"... {len(rows) - _TABLE_ROWS + 1} more in summary.json"]
         table_axes.text(0.0, 1.0, "\n".join(rows), va="top", family="monospace", fontsize=9)
         return figure
-
-    def _line(self, axes: Axes, key: str, title: str, x_label: str, y_label: str) -> None:
-        axes.set(title=title, xlabel=x_label, ylabel=y_label)
-        values = self._snapshot.get(key)
-        if isinstance(values, np.ndarray) and values.ndim == 1 and values.size:
-            axes.plot(np.arange(values.size), values)
-        else:
-            _not_available(axes)
 
     def _powder(self, axes: Axes) -> None:
         axes.set(title="Virtual powder (log scale)", xlabel="column", ylabel="row")
@@ -98,6 +92,18 @@ class RunReport:
         low, high = np.percentile(scaled, [1.0, 99.5])
         image = axes.imshow(scaled, cmap="viridis", vmin=low, vmax=max(high, low + 1e-6))
         axes.figure.colorbar(image, ax=axes, label="log(1 + counts)")
+
+
+def _lines(axes: Axes, title: str, y_label: str, curves: list[Curve]) -> None:
+    axes.set(title=title, ylabel=y_label)
+    if not curves:
+        _not_available(axes)
+        return
+    for curve in curves:
+        axes.plot(curve.x, curve.y, label=curve.label)
+    axes.set_xlabel(curves[0].x_label)
+    if len(curves) > 1:
+        axes.legend()
 
 
 def _not_available(axes: Axes) -> None:

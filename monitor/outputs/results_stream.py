@@ -26,6 +26,7 @@ import zmq
 
 from monitor.errors import ConfigurationError, WireFormatError
 from monitor.outputs.parameters import ResultsStreamParameters
+from monitor.outputs.protocol import LATEST_HIT_PREFIX
 from monitor.outputs.results_format import decode_request, encode_message
 from monitor.processing.protocol import ProcessedEvent
 
@@ -138,7 +139,8 @@ class ResultsStream:
         latest.event = result
 
     def on_tick(self, *, status: dict[str, Any], snapshot: dict[str, Any]) -> None:
-        self._status, self._snapshot = status, snapshot
+        self._status = status
+        self._snapshot = {k: v for k, v in snapshot.items() if not k.startswith(LATEST_HIT_PREFIX)}
         self._answer_requests()
         now = time.monotonic()
         if now >= self._next_publish:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from monitor.outputs.protocol import HIT_RATE_HISTORY, POWDER, RADIAL_PROFILE
+from monitor.outputs.protocol import HIT_RATE_HISTORY, POWDER, RADIAL_BIN_PX
 from monitor.processing.protocol import ProcessedEvent
 
 __all__ = ["synthetic_event", "synthetic_snapshot"]
@@ -58,16 +58,23 @@ def synthetic_event(
 
 
 def synthetic_snapshot(*, n_history: int = 120, shape: tuple[int, int] = (1024, 1024), seed: int = 0) -> dict[str, Any]:
-    """A collector snapshot: hit-rate history, virtual powder with rings, radial profile."""
+    """A collector snapshot: hit-rate history rows, peak-count powder with rings, radial profiles."""
     rng = np.random.default_rng(seed)
     rows, columns = np.indices(shape)
     radius = np.hypot(rows - shape[0] / 2, columns - shape[1] / 2)
     rings = sum(np.exp(-((radius - r) ** 2) / 20.0) for r in (120, 250, 380))
-    profile = np.bincount(radius.astype(int).ravel(), weights=rings.ravel()) / np.bincount(radius.astype(int).ravel())
+    ring_index = (radius // 2).astype(int).ravel()
+    profile = np.bincount(ring_index, weights=rings.ravel()) / np.bincount(ring_index)
+    event_ids = np.arange(n_history) * 100.0
+    history = np.column_stack([event_ids, 1.7e9 + event_ids * 1e-3,
+                               np.clip(0.1 + 0.05 * rng.standard_normal(n_history), 0, 1)])
     return {
-        HIT_RATE_HISTORY: np.clip(0.1 + 0.05 * rng.standard_normal(n_history), 0, 1).astype(np.float32),
-        POWDER: (100 * rings + rng.poisson(1.0, shape)).astype(np.float32),
-        RADIAL_PROFILE: profile.astype(np.float32),
-        "events": 1000,
+        HIT_RATE_HISTORY: history,
+        POWDER: rng.poisson(20 * rings + 0.05).astype(np.uint32),
+        RADIAL_BIN_PX: 2,
+        "radial_profile_hits": (3 * profile).astype(np.float32),
+        "radial_profile_non_hits": profile.astype(np.float32),
+        "latest_hit_event_id": 0,
+        "frames": 1000,
         "hit_rate": 0.1,
     }

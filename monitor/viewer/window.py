@@ -14,7 +14,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from monitor.outputs.protocol import HIT_RATE_HISTORY, POWDER, RADIAL_PROFILE
+from monitor.outputs.plot_data import hit_rate_curve, radial_curves
+from monitor.outputs.protocol import POWDER, RADIAL_PROFILES
 from monitor.outputs.results_format import ResultsMessage
 from monitor.viewer.layout import layout_for
 from monitor.viewer.subscriber import ResultsSubscriber
@@ -25,6 +26,7 @@ __all__ = ["ViewerWindow"]
 _POLL_MS = 50
 _LEVEL_PERCENTILES = (1.0, 99.7)
 _PEAK_PEN = pg.mkPen((255, 60, 60), width=1.5)
+_PROFILE_COLOURS = ((255, 180, 60), (120, 200, 120))
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
 
@@ -57,9 +59,9 @@ class ViewerWindow(QtWidgets.QMainWindow):
         column.addWidget(graphics, stretch=1)
         self.setCentralWidget(central)
 
-        history = graphics.addPlot(title="Hit-rate history", labels={"bottom": "time bin", "left": "hit rate"})
-        history.getAxis("left").enableAutoSIPrefix(False)
-        self.history_curve = history.plot(pen=pg.mkPen((80, 170, 255), width=2))
+        self.history_plot = graphics.addPlot(title="Hit-rate history", labels={"left": "hit rate", "bottom": "time (s)"})
+        self.history_plot.getAxis("left").enableAutoSIPrefix(False)
+        self.history_curve = self.history_plot.plot(pen=pg.mkPen((80, 170, 255), width=2))
         self.hit_plot = graphics.addPlot(title="Latest hit")
         self.hit_image = self._image_panel(self.hit_plot)
         self.peak_markers = pg.ScatterPlotItem(symbol="o", size=14, pen=_PEAK_PEN, brush=None)
@@ -67,8 +69,12 @@ class ViewerWindow(QtWidgets.QMainWindow):
         graphics.nextRow()
         self.powder_plot = graphics.addPlot(title="Virtual powder")
         self.powder_image = self._image_panel(self.powder_plot)
-        profile = graphics.addPlot(title="Radial profile", labels={"bottom": "radial bin", "left": "intensity"})
-        self.profile_curve = profile.plot(pen=pg.mkPen((255, 180, 60), width=2))
+        self.profile_plot = graphics.addPlot(title="Mean radial profile", labels={"left": "intensity", "bottom": "radius"})
+        self.profile_plot.addLegend(offset=(-10, 10))
+        self.profile_curves = {
+            key: self.profile_plot.plot(pen=pg.mkPen(colour, width=2), name=label)
+            for (key, label), colour in zip(RADIAL_PROFILES.items(), _PROFILE_COLOURS)
+        }
 
         self._timer = QtCore.QTimer(self)
         self._timer.timeout.connect(self.poll)
@@ -107,11 +113,15 @@ class ViewerWindow(QtWidgets.QMainWindow):
         if header.get("kind") != "update":  # "end": keep the last plots
             return
         bin_factor = int(header.get("bin", 1))
-        if (history := arrays.get(f"snapshot/{HIT_RATE_HISTORY}")) is not None:
-            self.history_curve.setData(np.arange(history.size), history)
-        if (profile := arrays.get(f"snapshot/{RADIAL_PROFILE}")) is not None:
-            self.profile_curve.setData(np.arange(profile.size), profile)
-        if (powder := arrays.get(f"snapshot/{POWDER}")) is not None:
+        snapshot = {**(header.get("snapshot") or {}), **{
+            name.removeprefix("snapshot/"): array for name, array in arrays.items() if name.startswith("snapshot/")}}
+        if (history := hit_rate_curve(snapshot)) is not None:
+            self.history_curve.setData(history.x, history.y)
+            self.history_plot.setLabel("bottom", history.x_label)
+        for curve in radial_curves(snapshot):
+            self.profile_curves[curve.name].setData(curve.x, curve.y)
+            self.profile_plot.setLabel("bottom", curve.x_label)
+        if (powder := snapshot.get(POWDER)) is not None:
             layout = layout_for(self._geometry, powder.shape, bin_factor)
             self._draw_image(self.powder_image, layout.image(np.log1p(np.clip(powder, 0, None)), bin_factor=bin_factor))
             self.powder_plot.setTitle(f"Virtual powder (log, {layout.name})")
