@@ -62,7 +62,10 @@ def _gain_bit_counts(raw: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _accumulate_dark(raw, bits, shift, total, total_sq, count, wrong):  # noqa: ANN001
+def _accumulate_dark(
+    raw: np.ndarray, bits: int, shift: np.ndarray, total: np.ndarray, total_sq: np.ndarray, count: np.ndarray,
+    wrong: np.ndarray,
+) -> None:
     """Add one frame of a stage: ADC sums (shifted for precision) where the pixel is in that stage."""
     flat = raw.ravel()
     for p in range(flat.size):

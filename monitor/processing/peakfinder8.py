@@ -96,7 +96,10 @@ modulo 4 breaks the read-modify-write chain that otherwise makes the pass latenc
 
 
 @numba.njit(cache=True, nogil=True)
-def _accumulate(data, mask, bins, window, row_step, acc, seed_floor, seeds):  # noqa: ANN001
+def _accumulate(
+    data: np.ndarray, mask: np.ndarray, bins: np.ndarray, window: np.ndarray, row_step: int, acc: np.ndarray,
+    seed_floor: float, seeds: np.ndarray,
+) -> int:
     """Per radial bin: sum, sum of squares and count of the valid pixels inside ``window``.
 
     Also lists, in raster order, the valid pixels above ``seed_floor`` (the
@@ -128,7 +131,10 @@ def _accumulate(data, mask, bins, window, row_step, acc, seed_floor, seeds):  # 
 
 
 @numba.njit(cache=True, nogil=True)
-def _update_thresholds(acc, min_snr, adc_threshold, in_range, offset, sigma, window):  # noqa: ANN001
+def _update_thresholds(
+    acc: np.ndarray, min_snr: float, adc_threshold: float, in_range: np.ndarray, offset: np.ndarray,
+    sigma: np.ndarray, window: np.ndarray,
+) -> None:
     """Clipped mean/sigma per bin and the next clipping window; bins out of range never pass."""
     for b in range(acc.shape[1]):
         total = 0.0
@@ -156,10 +162,13 @@ def _update_thresholds(acc, min_snr, adc_threshold, in_range, offset, sigma, win
 
 
 @numba.njit(cache=True, nogil=True)
-def _search(  # noqa: PLR0913, PLR0912, PLR0915
-    data, mask, bins, window, offset, seeds, n_seeds, asic_rows, asic_cols, min_pix, max_pix, bg_radius,
-    min_snr, in_peak, queue, touched, out_x, out_y, out_i, out_max, out_snr, out_npix,
-):  # noqa: ANN001
+def _search(
+    data: np.ndarray, mask: np.ndarray, bins: np.ndarray, window: np.ndarray, offset: np.ndarray,
+    seeds: np.ndarray, n_seeds: int, asic_rows: int, asic_cols: int, min_pix: int, max_pix: int,
+    bg_radius: int, min_snr: float, in_peak: np.ndarray, queue: np.ndarray, touched: np.ndarray,
+    out_x: np.ndarray, out_y: np.ndarray, out_i: np.ndarray, out_max: np.ndarray, out_snr: np.ndarray,
+    out_npix: np.ndarray,
+) -> int:
     """Grow regions above threshold, measure local background, keep peaks; return how many were found.
 
     Seeds are the listed pixels, or every pixel when the list overflowed.
