@@ -70,6 +70,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self.powder_plot = graphics.addPlot(title="Virtual powder")
         self.powder_image = self._image_panel(self.powder_plot)
         self.profile_plot = graphics.addPlot(title="Mean radial profile", labels={"left": "intensity", "bottom": "radius"})
+        self.profile_plot.getAxis("left").enableAutoSIPrefix(False)
         self.profile_plot.addLegend(offset=(-10, 10))
         self.profile_curves = {
             key: self.profile_plot.plot(pen=pg.mkPen(colour, width=2), name=label)
