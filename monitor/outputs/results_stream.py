@@ -172,6 +172,7 @@ class ResultsStream:
         except zmq.ZMQError as error:
             socket.close()
             self._context.destroy(linger=0)
+            self._context = self._publisher = self._replier = None  # close() has nothing left to do
             raise ConfigurationError(f"outputs.results_stream.{field}: cannot bind {url}: {error}") from error
         return socket
 
