@@ -55,8 +55,10 @@ class Assembler:
     call :meth:`run` in the thread that owns it.
     """
 
-    def __init__(self, parameters: AssemblerParameters) -> None:
+    def __init__(self, parameters: AssemblerParameters, *, context: zmq.Context | None = None) -> None:
+        """``context``: a ZMQ context to share (``inproc://`` streams need their sender's); else its own."""
         self._parameters = parameters
+        self._shared_context = context
         self._queue: deque[Outgoing] = deque()
         self._queued_frames = 0
         self._matcher = FrameMatcher(
@@ -81,7 +83,7 @@ class Assembler:
     def open(self) -> None:
         """Connect to the streams and bind the output sockets."""
         p = self._parameters
-        self._context = zmq.Context()
+        self._context = self._shared_context or zmq.Context()
         try:
             for url in p.streams:
                 socket = self._context.socket(zmq.SUB)
@@ -131,9 +133,9 @@ class Assembler:
             if socket is not None:
                 socket.close()
         self._streams, self._push, self._stats = [], None, None
-        if self._context is not None:
+        if self._context is not None and self._shared_context is None:
             self._context.term()
-            self._context = None
+        self._context = None
 
     def run(self, *, should_stop: Callable[[], bool] = lambda: False) -> None:
         """Assemble until ``should_stop()`` (asked at least every 0.1 s) or, with
