@@ -90,11 +90,11 @@ def monitor_run(workers: int, config: dict, sender_frames: int | None) -> dict:
         return json.loads(summary.read_text())
 
 
-def frames_config(url: str) -> dict:
+def frames_config(url: str, pipeline: str = "FrameStatisticsPipeline") -> dict:
     return {
         "data_retrieval_layer": {"data_event_handler": "Jungfrau1MZmqDataEventHandler", "source": url,
                                  "stop_after_acquisition": True},
-        "processing_layer": {"pipeline": "FrameStatisticsPipeline"},
+        "processing_layer": {"pipeline": pipeline},
         "monitor": {"no_data_warning_s": 60},
     }
 
@@ -118,14 +118,17 @@ def main() -> None:
     print(f"JUNGFRAU 1M frames of 2 MiB, {FRAMES} per run, sender and receivers on this machine")
     raw = raw_receive_rate(FRAMES)
     print(f"raw ZMQ receive (one PULL socket):           {raw:8.0f} frames/s  ({raw * 2 / 1024:.2f} GiB/s)")
-    for workers in (1, 2):
+    runs = [("framework alone (frame assembled, no-op pipeline)", "synthetic:TinyResultPipeline", 1),
+            ("statistics pipeline", "FrameStatisticsPipeline", 1),
+            ("statistics pipeline", "FrameStatisticsPipeline", 2)]
+    for label, pipeline, workers in runs:
         url = f"tcp://127.0.0.1:{free_port()}"
-        summary = monitor_run(workers, frames_config(url), FRAMES)
+        summary = monitor_run(workers, frames_config(url, pipeline), FRAMES)
         assert summary["events_processed"] == FRAMES, summary
         busy = [r["busy_s"] / max(r["events"], 1) * 1e3 for r in summary["per_rank"] if r["role"] == "worker"]
         rate = summary["events_per_s"]
-        print(f"monitor, statistics pipeline, {workers} worker(s):  {rate:8.0f} frames/s  "
-              f"({100 * rate / raw:.0f}% of raw; worker handler+sources+pipeline {np.mean(busy):.2f} ms/frame)")
+        print(f"monitor, {label}, {workers} worker(s): {rate:6.0f} frames/s "
+              f"({100 * rate / raw:.0f}% of raw; worker time in handler+sources+pipeline {np.mean(busy):.2f} ms/frame)")
     events = 100_000
     summary = monitor_run(2, {
         "data_retrieval_layer": {"data_event_handler": "synthetic:SyntheticEventHandler", "events_per_worker": events},

@@ -9,11 +9,14 @@ the sender, not this program, spreads frames across workers.
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Generator
+from pathlib import Path
 from typing import Any, Literal
 
 import zmq
@@ -81,6 +84,8 @@ class Jungfrau1MZmqDataEventHandler:
         self._context: zmq.Context | None = None
         self._socket: zmq.Socket | None = None
         self._simulator: subprocess.Popen[bytes] | None = None
+        self._truth_file: Path | None = None
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
 
     def designated_collector_rank(self) -> Literal["first", "last"]:
         return self._parameters.collector_rank
@@ -92,8 +97,12 @@ class Jungfrau1MZmqDataEventHandler:
         """Start the simulated detector when ``source`` names it; otherwise nothing to do."""
         if self._source != SIMULATOR:
             return
-        command = [sys.executable, "-m", "monitor.simulate", "--exit-with-parent",
-                   *self._parameters.simulator.command_line()]
+        simulator = self._parameters.simulator
+        if simulator.truth_file is None:  # keep the truth anyway: the summary compares against it
+            self._scratch = tempfile.TemporaryDirectory(prefix="monitor-simulator-")
+            simulator = simulator.model_copy(update={"truth_file": Path(self._scratch.name) / "truth.jsonl"})
+        self._truth_file = simulator.truth_file
+        command = [sys.executable, "-m", "monitor.simulate", "--exit-with-parent", *simulator.command_line()]
         self._simulator = subprocess.Popen(command)
         atexit.register(self._stop_simulator)
         log.info("started the simulated JUNGFRAU 1M on %s (pid %d)", self._parameters.url, self._simulator.pid)
@@ -103,9 +112,15 @@ class Jungfrau1MZmqDataEventHandler:
         return {}
 
     def end_event_handling_on_collecting_node(self, *, node_rank: int, node_pool_size: int) -> dict[str, Any]:
-        """Stop the simulator if this node started it."""
+        """Stop the simulator if this node started it, and report its ground truth."""
         self._stop_simulator()
-        return {}
+        if self._truth_file is None or not self._truth_file.exists():
+            return {}
+        with self._truth_file.open() as lines:
+            hits = [json.loads(line)["is_hit"] for line in lines]
+        if self._scratch is not None:
+            self._scratch.cleanup()
+        return {"true_hit_rate": sum(hits) / len(hits) if hits else None, "simulated_frames": len(hits)}
 
     def _stop_simulator(self) -> None:
         if self._simulator is not None and self._simulator.poll() is None:

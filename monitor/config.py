@@ -24,6 +24,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
 from monitor.errors import ConfigurationError
+from monitor.outputs import OutputParameters
 
 __all__ = [
     "HANDLERS",
@@ -71,6 +72,7 @@ class _TopLevel(BaseModel):
     data_retrieval_layer: dict[str, Any]
     processing_layer: dict[str, Any]
     monitor: RunParameters = RunParameters()
+    outputs: OutputParameters = OutputParameters()
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,9 @@ class MonitorConfig:
     pipeline_class: type
     pipeline_parameters: Any
     run: RunParameters
+    outputs: OutputParameters
+    document: dict[str, Any]
+    """The whole file as plain data, for those who ask a running monitor for its parameters."""
 
 
 def resolve_class(name: str, registry: dict[str, str]) -> type:
@@ -124,6 +129,8 @@ def load_config(path: Path | str) -> MonitorConfig:
             pipeline_class.Parameters, top.processing_layer, ("processing_layer",)
         ),
         run=top.monitor,
+        outputs=top.outputs,
+        document=_plain(document),
     )
 
 

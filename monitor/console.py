@@ -45,8 +45,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines = ["", "Run summary", "-----------"]
     width = max(len(key) for key in summary)
     for key, value in summary.items():
-        if key == "per_rank" or isinstance(value, (dict, list)) and not value:
-            continue
+        if key == "per_rank" or isinstance(value, (dict, list)) and not 0 < len(value) <= 8:
+            continue  # long series (profiles) go to --summary-json only
         if isinstance(value, (dict, list)):
             value = ", ".join(f"{k}: {v}" for k, v in value.items()) if isinstance(value, dict) else "; ".join(map(str, value))
         lines.append(f"{key:<{width}}  {_figure(value)}")

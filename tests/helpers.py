@@ -24,11 +24,19 @@ def free_port() -> int:
 
 
 def write_config(folder: Path, changes: dict[str, dict[str, Any]], name: str = "monitor.yaml") -> Path:
-    """The shipped ``monitor.yaml`` with ``changes`` merged into its sections, on a free port."""
+    """The shipped ``monitor.yaml`` with ``changes`` merged into its sections, on a free port.
+
+    Naming a ``pipeline`` replaces the whole ``processing_layer`` section.
+    """
     yaml = YAML()
     document = yaml.load(DEFAULT_CONFIG.read_text())
     document["data_retrieval_layer"]["simulator"]["url"] = f"tcp://127.0.0.1:{free_port()}"
+    document["outputs"]["output_dir"] = str(folder / "output")
+    document["outputs"]["results_stream"].update(url=f"tcp://127.0.0.1:{free_port()}",
+                                                 request_url=f"tcp://127.0.0.1:{free_port()}")
     for section, values in changes.items():
+        if section == "processing_layer" and "pipeline" in values:
+            document[section] = {}  # another pipeline: its own keys only
         target = document.setdefault(section, {})
         for key, value in values.items():
             if isinstance(value, dict) and isinstance(target.get(key), dict):

@@ -8,7 +8,7 @@ from handlers.jungfrau1m_zmq import Jungfrau1MZmqDataEventHandler
 from helpers import DEFAULT_CONFIG
 from monitor.config import load_config
 from monitor.errors import ConfigurationError
-from monitor.processing.statistics import FrameStatisticsPipeline
+from monitor.processing.crystallography import CrystallographyPipeline
 
 
 def line_of(path, text: str) -> int:
@@ -18,7 +18,7 @@ def line_of(path, text: str) -> int:
 def test_the_shipped_default_is_valid_and_runs_the_simulator():
     config = load_config(DEFAULT_CONFIG)
     assert config.handler_class is Jungfrau1MZmqDataEventHandler
-    assert config.pipeline_class is FrameStatisticsPipeline
+    assert config.pipeline_class is CrystallographyPipeline
     assert config.handler_parameters.source == "simulator"
     assert config.handler_parameters.collector_rank == "first"
     assert config.handler_parameters.stop_after_acquisition is True
@@ -39,9 +39,9 @@ def test_a_misspelt_key_names_file_line_and_the_likely_key(tmp_path):
 
 def test_an_unknown_pipeline_class_is_named_with_the_known_ones(tmp_path):
     path = tmp_path / "class.yaml"
-    path.write_text(DEFAULT_CONFIG.read_text().replace("FrameStatisticsPipeline", "FrameStatsPipeline"))
-    with pytest.raises(ConfigurationError, match=r":\d+: processing_layer.pipeline: unknown class 'FrameStatsPipeline' "
-                                                 r"\(did you mean 'FrameStatisticsPipeline'\?\)"):
+    path.write_text(DEFAULT_CONFIG.read_text().replace("pipeline: CrystallographyPipeline", "pipeline: CrystalographyPipeline"))
+    with pytest.raises(ConfigurationError, match=r":\d+: processing_layer.pipeline: unknown class 'CrystalographyPipeline' "
+                                                 r"\(did you mean 'CrystallographyPipeline'\?\)"):
         load_config(path)
 
 
@@ -57,7 +57,7 @@ def test_a_malformed_zmq_url_is_refused_before_any_socket_sees_it(tmp_path):
 @pytest.mark.parametrize(
     ("replace", "by", "expected"),
     [
-        ("threshold_adu: 4000", "threshold_adu: lots", "processing_layer.threshold_adu: Input should be a valid integer"),
+        ("min_num_peaks_for_hit: 10", "min_num_peaks_for_hit: lots", "processing_layer.min_num_peaks_for_hit: Input should be a valid integer"),
         ("collector_rank: first", "collector_rank: middle", "data_retrieval_layer.collector_rank: Input should be 'first' or 'last'"),
         ("    frames: 3000", "    frams: 3000", "data_retrieval_layer.simulator.frams: unknown key (did you mean 'frames'?)"),
         ("max_events: null", "max_event: 3", "monitor.max_event: unknown key (did you mean 'max_events'?)"),
@@ -90,9 +90,9 @@ def test_a_missing_section_and_broken_yaml_are_reported(tmp_path):
 def test_a_class_may_be_named_by_its_import_path(tmp_path):
     path = tmp_path / "path.yaml"
     path.write_text(DEFAULT_CONFIG.read_text().replace(
-        "pipeline: FrameStatisticsPipeline", "pipeline: monitor.processing.statistics:FrameStatisticsPipeline"))
-    assert load_config(path).pipeline_class is FrameStatisticsPipeline
+        "pipeline: CrystallographyPipeline", "pipeline: monitor.processing.crystallography:CrystallographyPipeline"))
+    assert load_config(path).pipeline_class is CrystallographyPipeline
     path.write_text(DEFAULT_CONFIG.read_text().replace(
-        "pipeline: FrameStatisticsPipeline", "pipeline: monitor.processing.statistics:Nope"))
+        "pipeline: CrystallographyPipeline", "pipeline: monitor.processing.crystallography:Nope"))
     with pytest.raises(ConfigurationError, match="cannot import"):
         load_config(path)

@@ -21,6 +21,9 @@ from helpers import MPIRUN, ROOT, free_port
 
 pytestmark = pytest.mark.slow
 
+STATISTICS = {"pipeline": "FrameStatisticsPipeline"}
+"""The light pipeline: these tests are about the MPI layer, not the science."""
+
 
 def mpirun(ranks: int, config: Path, *extra: str, timeout: float = 90) -> tuple[subprocess.CompletedProcess, float]:
     started = time.monotonic()
@@ -33,7 +36,8 @@ def mpirun(ranks: int, config: Path, *extra: str, timeout: float = 90) -> tuple[
 @pytest.mark.parametrize(("ranks", "collector"), [(2, "first"), (3, "last"), (8, "first"), (8, "last")])
 def test_a_finite_acquisition_is_processed_whole_then_every_rank_exits(config_factory, tmp_path, ranks, collector):
     config = config_factory({"data_retrieval_layer": {"collector_rank": collector,
-                                                      "simulator": {"frames": 400, "rate_hz": 1000}}})
+                                                      "simulator": {"frames": 400, "rate_hz": 1000}},
+                             "processing_layer": STATISTICS})
     summary_file = tmp_path / "summary.json"
     done, _ = mpirun(ranks, config, "--summary-json", str(summary_file))
     assert done.returncode == 0, done.stderr
@@ -51,7 +55,7 @@ def test_a_finite_acquisition_is_processed_whole_then_every_rank_exits(config_fa
     ("replace", "by", "expected"),
     [
         ("stop_after_acquisition:", "stop_after_acquisiton:", "unknown key (did you mean 'stop_after_acquisition'?)"),
-        ("pipeline: FrameStatisticsPipeline", "pipeline: NoSuchPipeline", "unknown class 'NoSuchPipeline'"),
+        ("pipeline: CrystallographyPipeline", "pipeline: NoSuchPipeline", "unknown class 'NoSuchPipeline'"),
         ("source: simulator", "source: tcp://127.0.0.1:notaport", "is not a ZMQ endpoint"),
     ],
 )
@@ -63,6 +67,17 @@ def test_a_bad_configuration_ends_all_eight_ranks_with_one_line(tmp_path, replac
     assert elapsed < 10
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and expected in lines[0] and f"{config}:" in lines[0]
+
+
+def test_the_default_finds_hits_at_the_simulators_true_rate(config_factory, tmp_path):
+    config = config_factory({"data_retrieval_layer": {"simulator": {"frames": 300, "rate_hz": 1000}}})
+    summary_file = tmp_path / "summary.json"
+    done, _ = mpirun(3, config, "--summary-json", str(summary_file), timeout=180)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(summary_file.read_text())
+    assert summary["events_processed"] == summary["simulated_frames"] == 300
+    print(f"hit rate {summary['hit_rate']:.4f}, true {summary['true_hit_rate']:.4f}")
+    assert abs(summary["hit_rate"] - summary["true_hit_rate"]) < 0.01
 
 
 def test_help_needs_no_mpi_launcher():
@@ -88,7 +103,7 @@ def test_nothing_listening_warns_then_the_idle_timeout_ends_the_run(config_facto
 
 def test_max_events_stops_a_long_acquisition_early(config_factory, tmp_path):
     config = config_factory({"data_retrieval_layer": {"simulator": {"frames": 100000, "rate_hz": 1000}},
-                             "monitor": {"max_events": 150}})
+                             "processing_layer": STATISTICS, "monitor": {"max_events": 150}})
     summary_file = tmp_path / "summary.json"
     done, _ = mpirun(3, config, "--summary-json", str(summary_file))
     assert done.returncode == 0, done.stderr
@@ -109,7 +124,7 @@ def test_an_exception_on_one_worker_ends_the_job_with_that_ranks_error(config_fa
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_ends_the_run_cleanly_within_five_seconds(config_factory, signum):
     config = config_factory({"data_retrieval_layer": {"simulator": {"frames": 100000, "rate_hz": 500}},
-                             "monitor": {"status_interval_s": 0.2}})
+                             "processing_layer": STATISTICS, "monitor": {"status_interval_s": 0.2}})
     process = subprocess.Popen([str(MPIRUN), "-n", "4", sys.executable, "-m", "monitor", str(config)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
     try:

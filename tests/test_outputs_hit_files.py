@@ -35,7 +35,7 @@ def read_hits(paths: list[Path], *, swmr: bool = False) -> dict[str, np.ndarray]
 
 
 def test_written_hits_read_back_exactly_in_cxi_layout(tmp_path: Path) -> None:
-    writer = HitFiles(parameters=HitFileParameters(max_peaks=16))
+    writer = HitFiles(parameters=HitFileParameters(max_peaks=16, frame_dtype="float32"))
     writer.open(run_dir=tmp_path)
     events = [synthetic_event(i, is_hit=i % 3 == 0, n_peaks=5 + i % 4) for i in range(30)]
     events.append(synthetic_event(99, is_hit=True, n_peaks=40))  # more peaks than columns
@@ -64,7 +64,7 @@ def test_written_hits_read_back_exactly_in_cxi_layout(tmp_path: Path) -> None:
 
 
 def test_files_roll_at_max_size_and_keep_every_hit_in_order(tmp_path: Path) -> None:
-    writer = HitFiles(parameters=HitFileParameters(max_file_size_mb=3.0, compression="none", max_peaks=8))
+    writer = HitFiles(parameters=HitFileParameters(max_file_size_mb=3.0, compression="none", max_peaks=8, frame_dtype="float32"))
     writer.open(run_dir=tmp_path)
     hits = [synthetic_event(i, is_hit=True, shape=(512, 600), n_peaks=3) for i in range(10)]  # 1.2 MB frames
     for hit in hits:
@@ -100,7 +100,7 @@ def stop(signum, frame):
     raise SystemExit(0)
 
 signal.signal(signal.SIGTERM, stop)  # as the monitor does: SIGTERM ends the loop, close() runs
-writer = HitFiles(parameters=HitFileParameters(flush_interval_s=0.05))
+writer = HitFiles(parameters=HitFileParameters(flush_interval_s=0.05, frame_dtype="float32"))
 writer.open(run_dir=Path(sys.argv[1]))
 try:
     for i in range(10):
@@ -127,3 +127,16 @@ def test_hit_file_is_readable_after_the_writer_is_stopped(tmp_path: Path, stop_s
     read = read_hits(sorted(tmp_path.glob("*.cxi")), swmr=stop_signal == signal.SIGKILL)
     np.testing.assert_array_equal(read["event_id"], range(10))
     np.testing.assert_array_equal(read["data"][9], synthetic_event(9, is_hit=True, shape=SMALL).arrays["frame"])
+
+
+def test_frames_are_kept_as_whole_photons_by_default(tmp_path):
+    writer = HitFiles(parameters=HitFileParameters(max_peaks=4))
+    writer.open(run_dir=tmp_path)
+    hit = synthetic_event(0, is_hit=True, shape=SMALL)
+    hit.arrays["frame"][:] = np.linspace(-0.6, 3.6, hit.arrays["frame"].size).reshape(SMALL)
+    writer.on_result(hit)
+    writer.close(summary={})
+    with h5py.File(writer.paths[0], "r") as cxi:
+        stored = cxi["entry_1/data_1/data"][0]
+    assert stored.dtype == np.int32
+    np.testing.assert_array_equal(stored, np.rint(hit.arrays["frame"]))

@@ -27,6 +27,7 @@ from monitor.config import RunParameters
 from monitor.mpi.messages import Inbox, Received, send_control
 from monitor.mpi.ranks import RankLayout
 from monitor.mpi.signals import StopSignal
+from monitor.outputs.protocol import CollectorOutput
 from monitor.processing.protocol import ProcessingPipelineProtocol
 
 __all__ = ["CollectorReport", "run_collector"]
@@ -38,6 +39,9 @@ SPIN_S = 0.001
 
 IDLE_SLEEP_S = (0.0002, 0.005)
 """Sleep between empty polls after that: starts short (latency), doubles up to the cap (CPU)."""
+
+OUTPUT_TICK_S = 0.2
+"""How often outputs (results stream, report history) get the collector's figures and snapshot."""
 
 RATE_WINDOW_S = 2.0
 """events/s in the status line is measured over this trailing window."""
@@ -81,6 +85,9 @@ class _Collector:
         self._last_activity = self._started
         self._recent: deque[tuple[float, int]] = deque()
         self._next_status = self._started + run.status_interval_s
+        self._next_output_tick = self._started
+        self.outputs: CollectorOutput | None = None
+        self._outputs_working = True
         self._warned_no_data = False
         self._drain_started: float | None = None
         self._drained: set[int] = set()
@@ -144,7 +151,10 @@ class _Collector:
     def _collect(self, message: Received) -> None:
         if self.report.errors:  # after a failure, results are only drained, not aggregated
             return
-        feedback = self._pipeline.collect_data(processed_data=message.as_processed_event(), **self._ranks)
+        result = message.as_processed_event()
+        feedback = self._pipeline.collect_data(processed_data=result, **self._ranks)
+        if self.outputs is not None and self._outputs_working:
+            self.outputs.on_result(result)
         if feedback and self._stop_sent_at is None:
             send_control(self._comm, self._layout.workers, "feedback", feedback)
         self.report.events_collected += 1
@@ -183,6 +193,9 @@ class _Collector:
         if now >= self._next_status:
             self._next_status = now + self._run.status_interval_s
             self._print_status(self.live_figures(now))
+        if self.outputs is not None and self._outputs_working and now >= self._next_output_tick:
+            self._next_output_tick = now + OUTPUT_TICK_S
+            self.tick_outputs(now)
         if self._stop_signal.received:
             self._stop(f"{self._stop_signal.name} on the collector")
         if self._stop_sent_at is not None:
@@ -226,6 +239,13 @@ class _Collector:
 
     # -- figures -------------------------------------------------------------------
 
+    def tick_outputs(self, now: float) -> None:
+        try:
+            self.outputs.on_tick(status=self.live_figures(now), snapshot=self._pipeline.snapshot())
+        except Exception as error:  # an output failing (disk full, ...) ends the run, never silently
+            self._outputs_working = False
+            self.fail(f"rank {self._layout.rank} (collector outputs): {type(error).__name__}: {error}")
+
     def live_figures(self, now: float) -> dict[str, Any]:
         while self._recent and now - self._recent[0][0] > RATE_WINDOW_S:
             self._recent.popleft()
@@ -250,14 +270,16 @@ class _Collector:
 def run_collector(comm: MPI.Comm, layout: RankLayout, handler: DataEventHandlerProtocol,
                   pipeline: ProcessingPipelineProtocol, run: RunParameters, *, stop_after_acquisition: bool,
                   source: str, stop_signal: StopSignal, print_status: StatusPrinter,
-                  workers_may_start: Callable[[], None]) -> tuple[CollectorReport, dict[str, Any]]:
+                  workers_may_start: Callable[[], None], open_outputs: Callable[[], CollectorOutput],
+                  ) -> tuple[CollectorReport, dict[str, Any], CollectorOutput | None]:
     """Run this rank as the collector until every worker has said its last word.
 
     The collecting node initializes first (the handler may start the frame
     sender there, or write files the workers read), then lets the workers
     start with ``workers_may_start``.  If initialization fails, the workers
     are still started and stopped in order, so that no rank waits for ever.
-    Returns the report and the handler's own final figures.
+    Returns the report, the handler's own final figures, and the outputs
+    (opened here, closed by the caller once the summary is complete).
     """
     ranks = {"node_rank": layout.rank, "node_pool_size": layout.size}
     collector = _Collector(comm, layout, handler, pipeline, run, stop_after_acquisition, source, stop_signal,
@@ -265,10 +287,13 @@ def run_collector(comm: MPI.Comm, layout: RankLayout, handler: DataEventHandlerP
     try:
         handler.initialize_event_handling_on_collecting_node(**ranks)
         pipeline.initialize_collecting_node(**ranks)
+        collector.outputs = open_outputs()
     except Exception as error:
         log.debug("collector initialization failed", exc_info=True)
         collector.fail(f"rank {layout.rank} (collector): {type(error).__name__}: {error}")
     workers_may_start()
     report = collector.run()
+    if collector.outputs is not None and collector._outputs_working:
+        collector.tick_outputs(time.monotonic())  # the last figures, for the report
     pipeline.end_processing_on_collecting_node(**ranks)
-    return report, handler.end_event_handling_on_collecting_node(**ranks)
+    return report, handler.end_event_handling_on_collecting_node(**ranks), collector.outputs

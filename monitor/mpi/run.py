@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from mpi4py import MPI
 
 from monitor.config import MonitorConfig
+
+if TYPE_CHECKING:
+    from monitor.outputs.group import OutputGroup
 from monitor.mpi.collector import CollectorReport, StatusPrinter, run_collector
 from monitor.mpi.ranks import RankLayout
 from monitor.mpi.signals import StopSignal
@@ -44,11 +47,12 @@ def run(config: MonitorConfig, *, print_status: StatusPrinter, comm: MPI.Comm | 
     stop_signal.install()
 
     if layout.is_collector:
-        report, handler_summary = run_collector(
+        report, handler_summary, outputs = run_collector(
             comm, layout, handler, pipeline, config.run,
             stop_after_acquisition=handler_parameters.stop_after_acquisition,
             source=handler_parameters.source, stop_signal=stop_signal,
             print_status=print_status, workers_may_start=lambda: _quiet_barrier(comm),
+            open_outputs=lambda: _open_outputs(config),
         )
         mine = [report.events_collected, report.events_failed, 0, 0.0]
         exit_code = 1 if report.errors else 0
@@ -59,13 +63,39 @@ def run(config: MonitorConfig, *, print_status: StatusPrinter, comm: MPI.Comm | 
         exit_code = 0
 
     table = _gather_stats(comm, layout, mine + [time.process_time() - cpu_started, time.monotonic() - started])
-    exit_code = _agree_exit_code(comm, layout, exit_code)
     summary = None
     if layout.is_collector:
         summary = _summary(report, table, layout, {**handler_summary, **pipeline.summary()})
+        if outputs is not None:
+            summary["output_dir"] = str(outputs.run_dir)
+            exit_code = _close_outputs(outputs, summary) or exit_code
+    exit_code = _agree_exit_code(comm, layout, exit_code)
     if not handler.skip_rank_finalization():
         MPI.Finalize()
     return RunOutcome(exit_code=exit_code, summary=summary)
+
+
+def _open_outputs(config: MonitorConfig) -> OutputGroup:
+    """The run's folder and the outputs the YAML asks for (collector only: they bind and write)."""
+    from monitor.outputs.group import OutputGroup, build_outputs, create_run_dir
+
+    run_dir = create_run_dir(config.outputs.output_dir)
+    outputs = OutputGroup(build_outputs(config.outputs, monitor_parameters=config.document))
+    outputs.open(run_dir=run_dir)
+    log.info("writing this run's outputs to %s", run_dir)
+    return outputs
+
+
+def _close_outputs(outputs: OutputGroup, summary: dict[str, Any]) -> int:
+    """Close every output (files readable afterwards); 1 if one failed to, else 0."""
+    try:
+        outputs.close(summary=summary)
+    except Exception as error:
+        message = f"closing outputs: {type(error).__name__}: {error}"
+        log.error("%s", message)
+        summary["errors"].append(message)
+        return 1
+    return 0
 
 
 def _quiet_barrier(comm: MPI.Comm) -> None:

@@ -75,9 +75,11 @@ class OutputGroup:
     def __init__(self, outputs: Sequence[CollectorOutput]) -> None:
         self.outputs = list(outputs)
         self._opened: list[CollectorOutput] = []
+        self.run_dir: Path | None = None
 
     def open(self, *, run_dir: Path) -> None:
         """Open each output in order; if one fails, those already open are closed and the error raised."""
+        self.run_dir = run_dir
         for output in self.outputs:
             try:
                 output.open(run_dir=run_dir)

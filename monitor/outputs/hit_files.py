@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from monitor.outputs.cxi import CXIFile
 from monitor.outputs.parameters import HitFileParameters
 from monitor.processing.protocol import ProcessedEvent
@@ -119,7 +121,7 @@ class HitFiles:
         cxi = CXIFile(
             path,
             frame_shape=frame.shape,
-            frame_dtype=frame.dtype,
+            frame_dtype=np.dtype(self._parameters.frame_dtype) if frame.dtype.kind == "f" else frame.dtype,
             max_peaks=self._parameters.max_peaks,
             compression=self._parameters.compression,
         )

@@ -56,6 +56,9 @@ class HitFileParameters(BaseModel):
     max_file_size_mb: float = Field(default=4096.0, gt=0.0)
     """A new file is started once the current one reaches this size."""
     compression: Compression = "bitshuffle-lz4"
+    frame_dtype: Literal["int32", "float32"] = "int32"
+    """int32: frames rounded to whole photons, as a photon-counting JUNGFRAU is usually kept
+    (about ten times smaller once compressed); float32: the calibrated values as they are."""
     max_peaks: int = Field(default=1024, ge=1)
     """Columns of the peak-list datasets; peaks past this count are not stored."""
     queue_size: int = Field(default=32, ge=1)

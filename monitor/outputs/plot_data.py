@@ -41,8 +41,9 @@ def hit_rate_curve(snapshot: Mapping[str, Any]) -> Curve | None:
     if history.ndim == 1:
         return Curve(HIT_RATE_HISTORY, "hit rate", np.arange(history.size, dtype=np.float64), history, "entry")
     if history.ndim == 2 and history.shape[1] >= 3:
-        timestamps = history[:, 1]
-        return Curve(HIT_RATE_HISTORY, "hit rate", timestamps - timestamps[-1], history[:, 2], "time (s, 0 = latest)")
+        # rows come in collector arrival order; workers finish frames slightly out of time order
+        rows = history[np.argsort(history[:, 1], kind="stable")]
+        return Curve(HIT_RATE_HISTORY, "hit rate", rows[:, 1] - rows[-1, 1], rows[:, 2], "time (s, 0 = latest)")
     return None
 
 

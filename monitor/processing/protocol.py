@@ -60,6 +60,10 @@ class ProcessingPipelineProtocol(Protocol):
         """A few figures for the live status line (collector)."""
         ...
 
+    def snapshot(self) -> dict[str, Any]:
+        """What a viewer draws: arrays and scalars, copies safe to keep (collector, a few times a second)."""
+        ...
+
     def summary(self) -> dict[str, Any]:
         """Every final figure, JSON-serialisable (collector, at the end of the run)."""
         ...

@@ -106,6 +106,10 @@ class FrameStatisticsPipeline:
     def status(self) -> dict[str, Scalar]:
         return {"mean_adc": round(self._sum_of_means / self._events, 1) if self._events else None}
 
+    def snapshot(self) -> dict[str, Any]:
+        """Only figures: this pipeline draws no pictures."""
+        return dict(self.status())
+
     def summary(self) -> dict[str, Any]:
         return {
             "mean_adc": self._sum_of_means / self._events if self._events else None,
