@@ -108,8 +108,8 @@ class Jungfrau1MZmqDataEventHandler:
         log.info("started the simulated JUNGFRAU 1M on %s (pid %d)", self._parameters.url, self._simulator.pid)
 
     def collecting_node_status(self) -> dict[str, Any]:
-        """No live figures of its own yet."""
-        return {}
+        """How many frames the simulator will send, for a progress bar."""
+        return {"frames_expected": self._parameters.simulator.frames} if self._simulator is not None else {}
 
     def end_event_handling_on_collecting_node(self, *, node_rank: int, node_pool_size: int) -> dict[str, Any]:
         """Stop the simulator if this node started it, and report its ground truth."""

@@ -16,6 +16,21 @@ def _figure(value: Any) -> str:
     return str(value)
 
 
+_SHOWN_FIRST = ("elapsed_s", "events", "events_per_s", "failed", "frames_expected")
+
+PROGRESS_WIDTH = 20
+
+
+def _progress(figures: dict[str, Any]) -> str:
+    """A bar for a finite run, when the frame sender says how many frames it will send."""
+    expected = figures.get("frames_expected")
+    if not expected:
+        return ""
+    done = min(1.0, figures["events"] / expected)
+    filled = round(done * PROGRESS_WIDTH)
+    return f"[{'#' * filled}{'.' * (PROGRESS_WIDTH - filled)}] {100 * done:3.0f}% "
+
+
 class StatusLine:
     """One line per interval; rewritten in place on a terminal, appended in a log file or CI."""
 
@@ -30,8 +45,8 @@ class StatusLine:
         core = (f"{figures['elapsed_s']:6.1f} s | {figures['events']:,} events | "
                 f"{figures['events_per_s']:,.0f} ev/s | failed {figures['failed']:,}")
         extra = " | ".join(f"{key} {_figure(value)}" for key, value in figures.items()
-                           if key not in ("elapsed_s", "events", "events_per_s", "failed") and value is not None)
-        line = f"monitor: {core}" + (f" | {extra}" if extra else "")
+                           if key not in _SHOWN_FIRST and value is not None)
+        line = f"monitor: {_progress(figures)}{core}" + (f" | {extra}" if extra else "")
         self._stream.write(f"\r{line}\033[K" if self._in_place else f"{line}\n")
         self._stream.flush()
 

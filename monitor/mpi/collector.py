@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -84,6 +84,7 @@ class _Collector:
         self._started = time.monotonic()
         self._last_activity = self._started
         self._recent: deque[tuple[float, int]] = deque()
+        self._per_worker: Counter[int] = Counter()
         self._next_status = self._started + run.status_interval_s
         self._next_output_tick = self._started
         self.outputs: CollectorOutput | None = None
@@ -120,6 +121,7 @@ class _Collector:
     def _handle(self, message: Received) -> None:
         kind, values = message.kind, message.values
         if kind == "result":
+            self._per_worker[message.source] += 1
             self._collect(message)
         elif kind == "skipped":
             self.report.events_failed += 1
@@ -256,15 +258,21 @@ class _Collector:
             rate = (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
         if self._recent and now - self._recent[-1][0] > 1.0:
             rate = 0.0
-        return {
+        counts = [self._per_worker[rank] for rank in self._layout.workers]
+        figures = {
             "elapsed_s": now - self._started,
             "events": handled,
             "events_per_s": rate,
             "failed": self.report.events_failed,
             "acquisitions": self.report.acquisitions_ended,
+            "events_per_worker": f"{min(counts)}-{max(counts)}",
             **self._handler.collecting_node_status(),
             **self._pipeline.status(),
         }
+        if self.outputs is not None:
+            counters = self.outputs.counters()
+            figures.update({key: counters[key] for key in ("hits_written", "hits_dropped") if key in counters})
+        return figures
 
 
 def run_collector(comm: MPI.Comm, layout: RankLayout, handler: DataEventHandlerProtocol,

@@ -11,6 +11,7 @@ Nothing is pickled.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,10 @@ TAG_CONTROL = 13
 
 MAX_IN_FLIGHT = 64
 """Sends a worker keeps pending before it waits: bounds the memory held for the collector."""
+
+WAIT_SLEEP_S = 0.0005
+"""While waiting for a send to complete, sleep this long between tests: MPICH's own Wait
+spins, which on an oversubscribed node takes the core the collector needs to receive it."""
 
 
 def _plain(value: Any) -> Any:
@@ -81,14 +86,20 @@ class Outbox:
     def _track(self, request: MPI.Request, keep_alive: Any) -> None:
         """Hold each buffer until its send completes; wait only past the bound."""
         self._pending.append((request, keep_alive))
-        while self._pending and self._pending[0][0].Test():
-            self._pending.popleft()
-        while len(self._pending) > MAX_IN_FLIGHT:
-            self._pending.popleft()[0].Wait()
+        self._wait_until(MAX_IN_FLIGHT)
+
+    def _wait_until(self, pending: int) -> None:
+        """Drop completed sends (oldest first); sleep-wait while more than ``pending`` remain."""
+        while self._pending:
+            if self._pending[0][0].Test():
+                self._pending.popleft()
+            elif len(self._pending) > pending:
+                time.sleep(WAIT_SLEEP_S)
+            else:
+                return
 
     def flush(self) -> None:
-        while self._pending:
-            self._pending.popleft()[0].Wait()
+        self._wait_until(0)
 
 
 @dataclass(frozen=True)

@@ -114,7 +114,9 @@ class CXIFile:
         row = self.n_hits
         for dataset in (self._frames, self._n_peaks, *self._peaks.values(), self._event_ids, self._timestamps):
             dataset.resize(row + 1, axis=0)
-        self._frames[row] = np.rint(frame) if self._frames.dtype.kind in "iu" and frame.dtype.kind == "f" else frame
+        if self._frames.dtype.kind in "iu" and frame.dtype.kind == "f":
+            frame = np.rint(frame).astype(self._frames.dtype)  # whole photons (HDF5 would truncate)
+        self._frames[row] = frame
         n_peaks = min(len(hit.arrays.get("peak_x", ())), self._max_peaks)
         self._n_peaks[row] = n_peaks
         for name, key in PEAK_COLUMNS.items():
