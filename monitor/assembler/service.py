@@ -148,7 +148,7 @@ class Assembler:
         now = time.monotonic()
         while not (self._finished or should_stop()):
             reading = self._watch(poller)
-            ready = dict(poller.poll(self._wait_ms(next_report)))
+            ready = dict(poller.poll(self._wait_ms(next_report, reading)))
             then, now = now, time.monotonic()
             if not reading and self._matcher.current is not None:
                 self._matcher.current.blocked_s += now - then
@@ -173,9 +173,11 @@ class Assembler:
         poller.register(self._push, zmq.POLLOUT if self._queue else 0)
         return any(readable)
 
-    def _wait_ms(self, next_report: float) -> int:
+    def _wait_ms(self, next_report: float, reading: bool) -> int:
+        """Until the next report, stop check or matcher deadline (which cannot pass while nothing is read)."""
         now = time.monotonic()
-        deadline = min(next_report, now + _IDLE_WAKE_S, self._matcher.next_deadline() or float("inf"))
+        matcher_deadline = (self._matcher.next_deadline() if reading else None) or float("inf")
+        deadline = min(next_report, now + _IDLE_WAKE_S, matcher_deadline)
         return max(0, int((deadline - now) * 1000) + 1)
 
     def _read(self, socket: zmq.Socket, stream: int, now: float) -> None:
