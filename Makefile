@@ -25,9 +25,11 @@ test-unit: $(STAMP)
 	$(PY) -m pytest
 
 # The MPI layer under real MPI, at the smallest pool and at a larger one than there are cores.
+# `timeout` is the last guard: ranks of an in-process test suite that fall out of step would wait for ever.
+MPI_TESTS := timeout -k 10 300 $(MPIRUN) -n
 test-mpi: $(STAMP)
-	$(MPIRUN) -n 2 $(PY) -m pytest --with-mpi -q -p no:cacheprovider tests/mpi
-	$(MPIRUN) -n 5 $(PY) -m pytest --with-mpi -q -p no:cacheprovider tests/mpi
+	$(MPI_TESTS) 2 $(PY) -m pytest --with-mpi -q -p no:cacheprovider tests/mpi
+	$(MPI_TESTS) 5 $(PY) -m pytest --with-mpi -q -p no:cacheprovider tests/mpi
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_framework.py

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import zmq
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from handlers.protocol import Event
+from monitor.assembler import AssemblerParameters, AssemblerProcess, AssemblerStats, start_assembler
 from monitor.endpoints import check_endpoint
 from monitor.errors import DataExtractionError, WireFormatError
 from monitor.simulate import SimulatorParameters
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 SIMULATOR = "simulator"
 """The ``source`` value that makes the monitor start its own simulated detector."""
 
+ASSEMBLER = "assembler"
+"""The ``source`` value that makes the monitor start its frame assembler on the receivers' streams."""
+
 
 class DataRetrievalLayerParameters(BaseModel):
     """The ``data_retrieval_layer`` section for this handler."""
@@ -44,7 +48,8 @@ class DataRetrievalLayerParameters(BaseModel):
 
     data_event_handler: str
     source: str
-    """The frame sender's URL (PSI's synchronizer, our assembler), or ``simulator``."""
+    """The frame sender's URL (PSI's synchronizer, a running assembler), ``assembler`` (start ours on
+    the receivers' streams), or ``simulator`` (start a simulated detector)."""
     collector_rank: Literal["first", "last"] = "first"
     skip_rank_finalization: bool = False
     stop_after_acquisition: bool = False
@@ -60,15 +65,33 @@ class DataRetrievalLayerParameters(BaseModel):
     """ZMQ refuses larger messages: a bound on memory whatever a sender does."""
     simulator: SimulatorParameters = SimulatorParameters()
     """Used when ``source`` is ``simulator``: the collector rank starts it."""
+    assembler: AssemblerParameters | None = None
+    """Used when ``source`` is ``assembler``, or ``simulator`` with the receiver protocol:
+    the collector rank starts the frame assembler, and workers connect to its ``bind``."""
 
     @field_validator("source")
     @classmethod
     def _source_is_an_endpoint(cls, source: str) -> str:
-        return source if source == SIMULATOR else check_endpoint(source)
+        return source if source in (SIMULATOR, ASSEMBLER) else check_endpoint(source)
+
+    @model_validator(mode="after")
+    def _assembler_when_needed(self) -> DataRetrievalLayerParameters:
+        if self.starts_assembler:
+            if self.assembler is None:
+                raise ValueError(f"source {self.source!r} needs an `assembler` section (its streams and bind)")
+            if "*" in self.assembler.bind:
+                raise ValueError("assembler.bind must name this node's host, not *: workers connect to it")
+        return self
+
+    @property
+    def starts_assembler(self) -> bool:
+        return self.source == ASSEMBLER or (self.source == SIMULATOR and self.simulator.protocol == "receiver")
 
     @property
     def url(self) -> str:
         """Where workers connect."""
+        if self.starts_assembler:
+            return self.assembler.bind
         return self.simulator.url if self.source == SIMULATOR else self.source
 
 
@@ -86,6 +109,10 @@ class Jungfrau1MZmqDataEventHandler:
         self._simulator: subprocess.Popen[bytes] | None = None
         self._truth_file: Path | None = None
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
+        self._assembler: AssemblerProcess | None = None
+        self._assembler_stats: AssemblerStats | None = None
+        self._assembly: dict[str, Any] = {}
+        self._acquisitions: list[dict[str, Any]] = []
 
     def designated_collector_rank(self) -> Literal["first", "last"]:
         return self._parameters.collector_rank
@@ -94,33 +121,79 @@ class Jungfrau1MZmqDataEventHandler:
         return self._parameters.skip_rank_finalization
 
     def initialize_event_handling_on_collecting_node(self, *, node_rank: int, node_pool_size: int) -> None:
-        """Start the simulated detector when ``source`` names it; otherwise nothing to do."""
-        if self._source != SIMULATOR:
-            return
+        """Start what ``source`` names: the frame assembler, the simulated detector, or nothing."""
+        if self._parameters.starts_assembler:
+            self._start_assembler()
+        if self._source == SIMULATOR:
+            self._start_simulator()
+
+    def _start_assembler(self) -> None:
+        parameters = self._parameters.assembler
+        self._assembler = start_assembler(parameters)
+        atexit.register(self._assembler.stop)
+        if parameters.stats is not None:
+            self._assembler_stats = AssemblerStats(parameters.stats)
+        log.info("started the frame assembler on %s -> %s (pid %d)",
+                 ", ".join(parameters.streams), parameters.bind, self._assembler.pid)
+
+    def _start_simulator(self) -> None:
         simulator = self._parameters.simulator
         if simulator.truth_file is None:  # keep the truth anyway: the summary compares against it
             self._scratch = tempfile.TemporaryDirectory(prefix="monitor-simulator-")
             simulator = simulator.model_copy(update={"truth_file": Path(self._scratch.name) / "truth.jsonl"})
         self._truth_file = simulator.truth_file
         command = [sys.executable, "-m", "monitor.simulate", "--exit-with-parent", *simulator.command_line()]
-        self._simulator = subprocess.Popen(command)
+        self._simulator = subprocess.Popen(command, start_new_session=True)  # see start_assembler
         atexit.register(self._stop_simulator)
         log.info("started the simulated JUNGFRAU 1M on %s (pid %d)", self._parameters.url, self._simulator.pid)
 
     def collecting_node_status(self) -> dict[str, Any]:
-        """How many frames the simulator will send, for a progress bar."""
-        return {"frames_expected": self._parameters.simulator.frames} if self._simulator is not None else {}
+        """Frames the simulator will send (for a progress bar); the assembler's losses so far."""
+        status: dict[str, Any] = {}
+        if self._simulator is not None:
+            status["frames_expected"] = self._parameters.simulator.frames
+        if self._assembler is not None:
+            if self._assembler.poll() is not None:
+                raise RuntimeError(f"the frame assembler exited with code {self._assembler.poll()}")
+            self._read_assembler_stats()
+            counts = self._assembly.get("acquisition") or {}
+            status.update(assembler_incomplete=counts.get("incomplete"), assembler_gaps=counts.get("gaps"),
+                          assembler_dropped=sum(counts.get("dropped", {}).values()) if counts else None)
+        return status
+
+    def _read_assembler_stats(self) -> None:
+        while self._assembler_stats is not None and (message := self._assembler_stats.poll()) is not None:
+            self._assembly = message
+            if message.get("final") and message.get("acquisition"):
+                self._acquisitions.append(message["acquisition"])
+
+    def _assembly_summary(self) -> dict[str, Any]:
+        """The assembler's accounting: totals over its acquisitions (the open one too), each in full."""
+        acquisitions = list(self._acquisitions)
+        if not self._assembly.get("final") and self._assembly.get("acquisition"):
+            acquisitions.append(self._assembly["acquisition"])  # stopped during an acquisition
+        totals = {key: sum(a[key] for a in acquisitions) for key in ("assembled", "incomplete", "sent", "gaps")}
+        dropped = sum(sum(a["dropped"].values()) for a in acquisitions)
+        return {**{f"assembler_{key}": value for key, value in totals.items()}, "assembler_dropped": dropped,
+                "assembler_acquisitions": acquisitions}
 
     def end_event_handling_on_collecting_node(self, *, node_rank: int, node_pool_size: int) -> dict[str, Any]:
-        """Stop the simulator if this node started it, and report its ground truth."""
+        """Stop what this node started; report the simulator's truth and the assembler's accounting."""
         self._stop_simulator()
+        summary: dict[str, Any] = {}
+        if self._assembler is not None:
+            self._read_assembler_stats()
+            self._assembler.stop()
+            if self._assembler_stats is not None:
+                self._assembler_stats.close()
+            summary.update(self._assembly_summary())
         if self._truth_file is None or not self._truth_file.exists():
-            return {}
+            return summary
         with self._truth_file.open() as lines:
             hits = [json.loads(line)["is_hit"] for line in lines]
         if self._scratch is not None:
             self._scratch.cleanup()
-        return {"true_hit_rate": sum(hits) / len(hits) if hits else None, "simulated_frames": len(hits)}
+        return {**summary, "true_hit_rate": sum(hits) / len(hits) if hits else None, "simulated_frames": len(hits)}
 
     def _stop_simulator(self) -> None:
         if self._simulator is not None and self._simulator.poll() is None:

@@ -55,13 +55,18 @@ class StatusLine:
             self._stream.write("\n")
 
 
+def _short_and_flat(value: dict[str, Any] | list[Any]) -> bool:
+    items = value.values() if isinstance(value, dict) else value
+    return 0 < len(value) <= 8 and not any(isinstance(item, (dict, list)) for item in items)
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     """The final table: run figures first, then the pipeline's, then one row per rank."""
     lines = ["", "Run summary", "-----------"]
     width = max(len(key) for key in summary)
     for key, value in summary.items():
-        if key == "per_rank" or isinstance(value, (dict, list)) and not 0 < len(value) <= 8:
-            continue  # long series (profiles) go to --summary-json only
+        if key == "per_rank" or isinstance(value, (dict, list)) and not _short_and_flat(value):
+            continue  # series (profiles) and nested records go to --summary-json only
         if isinstance(value, (dict, list)):
             value = ", ".join(f"{k}: {v}" for k, v in value.items()) if isinstance(value, dict) else "; ".join(map(str, value))
         lines.append(f"{key:<{width}}  {_figure(value)}")

@@ -34,8 +34,6 @@ from monitor.endpoints import check_endpoint, endpoint_with_port_offset
 
 __all__ = ["SimulatorParameters", "run_simulator", "main"]
 
-FIRST_UDP_PORT = 50012
-"""The synchronizer names each stream by its UDP port; ours count up from here."""
 
 
 class SimulatorParameters(BaseModel):
@@ -94,7 +92,7 @@ def _stream_slices(streams: int) -> list[tuple[int, slice]]:
 
 def _stream_port(stream: int) -> int:
     """Module m interface i gets a distinct port, sorted like PSI's (module first)."""
-    return FIRST_UDP_PORT + stream
+    return wire.FIRST_UDP_PORT + stream
 
 
 def _frames(parameters: SimulatorParameters) -> Iterator[tuple[int, np.ndarray]]:
@@ -155,6 +153,9 @@ def _send_receiver(context: zmq.Context, parameters: SimulatorParameters) -> int
     for k in range(parameters.streams):
         socket = context.socket(zmq.XPUB)  # XPUB: we see subscriptions, so we know when to start
         socket.setsockopt(zmq.SNDHWM, 1000)
+        # Unlike a real receiver, wait for a slow subscriber rather than drop: the simulated
+        # acquisition then arrives whole, so runs can be checked frame for frame.
+        socket.setsockopt(zmq.XPUB_NODROP, 1)
         socket.setsockopt(zmq.LINGER, 2000)
         socket.bind(endpoint_with_port_offset(parameters.url, k))
         sockets.append(socket)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import random
 import socket
 import sys
 from pathlib import Path
@@ -9,7 +11,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-__all__ = ["ROOT", "DEFAULT_CONFIG", "MPIRUN", "free_port", "write_config"]
+__all__ = ["ROOT", "DEFAULT_CONFIG", "MPIRUN", "free_port", "free_ports", "write_config"]
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "monitor.yaml"
@@ -23,6 +25,21 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def free_ports(count: int) -> int:
+    """The first of ``count`` consecutive free ports (receiver streams sit on consecutive ports)."""
+    for _ in range(100):
+        first = random.randrange(20000, 60000)
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in range(first, first + count):
+                    probe = stack.enter_context(socket.socket())
+                    probe.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
 def write_config(folder: Path, changes: dict[str, dict[str, Any]], name: str = "monitor.yaml") -> Path:
     """The shipped ``monitor.yaml`` with ``changes`` merged into its sections, on a free port.
 
@@ -30,7 +47,11 @@ def write_config(folder: Path, changes: dict[str, dict[str, Any]], name: str = "
     """
     yaml = YAML()
     document = yaml.load(DEFAULT_CONFIG.read_text())
-    document["data_retrieval_layer"]["simulator"]["url"] = f"tcp://127.0.0.1:{free_port()}"
+    layer = document["data_retrieval_layer"]
+    first = free_ports(2)
+    layer["simulator"]["url"] = f"tcp://127.0.0.1:{first}"
+    layer["assembler"].update(streams=[f"tcp://127.0.0.1:{first}", f"tcp://127.0.0.1:{first + 1}"],
+                              bind=f"tcp://127.0.0.1:{free_port()}", stats=f"tcp://127.0.0.1:{free_port()}")
     document["outputs"]["output_dir"] = str(folder / "output")
     document["outputs"]["results_stream"].update(url=f"tcp://127.0.0.1:{free_port()}",
                                                  request_url=f"tcp://127.0.0.1:{free_port()}")

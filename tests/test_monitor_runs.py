@@ -33,11 +33,13 @@ def mpirun(ranks: int, config: Path, *extra: str, timeout: float = 90) -> tuple[
     return done, time.monotonic() - started
 
 
-@pytest.mark.parametrize(("ranks", "collector"), [(2, "first"), (3, "last"), (8, "first"), (8, "last")])
-def test_a_finite_acquisition_is_processed_whole_then_every_rank_exits(config_factory, tmp_path, ranks, collector):
-    config = config_factory({"data_retrieval_layer": {"collector_rank": collector,
-                                                      "simulator": {"frames": 400, "rate_hz": 1000}},
-                             "processing_layer": STATISTICS})
+@pytest.mark.parametrize(("ranks", "collector", "protocol"),
+                         [(2, "first", "sync"), (3, "last", "receiver"), (8, "first", "receiver"), (8, "last", "sync")])
+def test_a_finite_acquisition_is_processed_whole_then_every_rank_exits(config_factory, tmp_path, ranks, collector,
+                                                                       protocol):
+    """``sync``: the simulator sends whole frames; ``receiver``: module streams, through the assembler."""
+    config = config_factory({"data_retrieval_layer": {"collector_rank": collector, "simulator": {
+        "frames": 400, "rate_hz": 1000, "protocol": protocol}}, "processing_layer": STATISTICS})
     summary_file = tmp_path / "summary.json"
     done, _ = mpirun(ranks, config, "--summary-json", str(summary_file))
     assert done.returncode == 0, done.stderr

@@ -61,11 +61,16 @@ class AssemblerProcess:
 
 
 def start_assembler(parameters: AssemblerParameters, *, python: str = sys.executable) -> AssemblerProcess:
-    """Start the assembler as a child process that exits if this process dies; stderr is inherited."""
+    """Start the assembler as a child process that exits if this process dies; stderr is inherited.
+
+    It runs in a session of its own, so that a Ctrl-C meant for the launcher
+    (mpirun signals whole process groups) reaches the monitor, which then stops
+    the assembler in order, rather than killing it under the running monitor.
+    """
     command = [python, "-m", "monitor.assembler", *arguments_for(parameters), "--parent", str(os.getpid())]
     environment = dict(os.environ)
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), environment.get("PYTHONPATH")]))
-    return AssemblerProcess(subprocess.Popen(command, env=environment))
+    return AssemblerProcess(subprocess.Popen(command, env=environment, start_new_session=True))
 
 
 class AssemblerStats:

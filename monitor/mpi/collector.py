@@ -104,18 +104,18 @@ class _Collector:
         last_message = time.monotonic()
         while len(self._said_bye) < len(self._layout.workers):
             now = time.monotonic()
-            message = inbox.poll()
-            if message is not None:
-                try:
+            try:
+                message = inbox.poll()
+                if message is not None:
                     self._handle(message)
-                except Exception as error:  # the collector's own failure ends the run like a worker's
-                    log.debug("collector failed", exc_info=True)
-                    self.fail(f"rank {self._layout.rank} (collector): {type(error).__name__}: {error}")
-                sleep, last_message = IDLE_SLEEP_S[0], now
-            elif now - last_message > SPIN_S:
-                time.sleep(sleep)
-                sleep = min(2 * sleep, IDLE_SLEEP_S[1])
-            self._check_clock(now)
+                    sleep, last_message = IDLE_SLEEP_S[0], now
+                elif now - last_message > SPIN_S:
+                    time.sleep(sleep)
+                    sleep = min(2 * sleep, IDLE_SLEEP_S[1])
+                self._check_clock(now)
+            except Exception as error:  # the collector's own failure ends the run like a worker's
+                log.debug("collector failed", exc_info=True)
+                self.fail(f"rank {self._layout.rank} (collector): {type(error).__name__}: {error}")
         return self.report
 
     def _handle(self, message: Received) -> None:
@@ -146,6 +146,8 @@ class _Collector:
 
     def fail(self, message: str) -> None:
         """Record an error as the reason the run ends (the exit code becomes non-zero)."""
+        if message in self.report.errors:  # a failure that repeats on every tick is said once
+            return
         self.report.errors.append(message)
         log.error("%s", message)
         self._stop(f"error ({message})")
@@ -192,12 +194,11 @@ class _Collector:
     # -- what time decides --------------------------------------------------------
 
     def _check_clock(self, now: float) -> None:
-        if now >= self._next_status:
-            self._next_status = now + self._run.status_interval_s
-            self._print_status(self.live_figures(now))
-        if self.outputs is not None and self._outputs_working and now >= self._next_output_tick:
-            self._next_output_tick = now + OUTPUT_TICK_S
-            self.tick_outputs(now)
+        try:
+            self._report_figures(now)
+        except Exception as error:  # reporting fails: the run ends, but the checks below still run
+            log.debug("reporting failed", exc_info=True)
+            self.fail(f"rank {self._layout.rank} (collector): {type(error).__name__}: {error}")
         if self._stop_signal.received:
             self._stop(f"{self._stop_signal.name} on the collector")
         if self._stop_sent_at is not None:
@@ -212,6 +213,14 @@ class _Collector:
                         self._source, idle)
         if self._run.idle_timeout_s is not None and idle > self._run.idle_timeout_s:
             self._stop(f"idle timeout: nothing arrived for {self._run.idle_timeout_s:g} s")
+
+    def _report_figures(self, now: float) -> None:
+        if now >= self._next_status:
+            self._next_status = now + self._run.status_interval_s
+            self._print_status(self.live_figures(now))
+        if self.outputs is not None and self._outputs_working and now >= self._next_output_tick:
+            self._next_output_tick = now + OUTPUT_TICK_S
+            self.tick_outputs(now)
 
     def _check_drain(self, now: float) -> None:
         """Stop once every worker has emptied its queue and the announced frames are in."""
@@ -241,9 +250,19 @@ class _Collector:
 
     # -- figures -------------------------------------------------------------------
 
-    def tick_outputs(self, now: float) -> None:
+    def final_tick(self) -> None:
+        """The last figures, for the report; a failure here is reported, not raised."""
+        if self.outputs is None or not self._outputs_working:
+            return
         try:
-            self.outputs.on_tick(status=self.live_figures(now), snapshot=self._pipeline.snapshot())
+            self.tick_outputs(time.monotonic())
+        except Exception as error:
+            self.fail(f"rank {self._layout.rank} (collector): {type(error).__name__}: {error}")
+
+    def tick_outputs(self, now: float) -> None:
+        status, snapshot = self.live_figures(now), self._pipeline.snapshot()
+        try:
+            self.outputs.on_tick(status=status, snapshot=snapshot)
         except Exception as error:  # an output failing (disk full, ...) ends the run, never silently
             self._outputs_working = False
             self.fail(f"rank {self._layout.rank} (collector outputs): {type(error).__name__}: {error}")
@@ -301,7 +320,6 @@ def run_collector(comm: MPI.Comm, layout: RankLayout, handler: DataEventHandlerP
         collector.fail(f"rank {layout.rank} (collector): {type(error).__name__}: {error}")
     workers_may_start()
     report = collector.run()
-    if collector.outputs is not None and collector._outputs_working:
-        collector.tick_outputs(time.monotonic())  # the last figures, for the report
+    collector.final_tick()
     pipeline.end_processing_on_collecting_node(**ranks)
     return report, handler.end_event_handling_on_collecting_node(**ranks), collector.outputs

@@ -6,13 +6,14 @@ Without ``--with-mpi`` (a plain ``pytest``) these tests are skipped.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from mpi4py import MPI
 
-from helpers import free_port, write_config
+from helpers import write_config
 from monitor.config import load_config
 from monitor.mpi import run
 from monitor.mpi.messages import Inbox, Outbox
@@ -76,14 +77,17 @@ class FeedbackPipeline(FrameStatisticsPipeline):
 @pytest.mark.parametrize("collector", ["first", "last"])
 def test_a_run_collects_every_frame_of_an_acquisition_and_feeds_back(tmp_path_factory, collector):
     folder = shared_tmp(tmp_path_factory)
-    port = comm.bcast(free_port() if comm.rank == 0 else None, root=0)
-    if comm.rank == 0:
-        write_config(tmp_path_factory.getbasetemp() / folder, {
-            "data_retrieval_layer": {"collector_rank": collector, "skip_rank_finalization": True,
-                                     "simulator": {"frames": 200, "rate_hz": 1000, "url": f"tcp://127.0.0.1:{port}"}},
-            "processing_layer": {"pipeline": "test_mpi_layer:FeedbackPipeline"},
-        })
-    comm.Barrier()
+    problem = None
+    if comm.rank == 0:  # one configuration, on free ports, that every rank reads
+        try:
+            write_config(Path(folder), {
+                "data_retrieval_layer": {"collector_rank": collector, "skip_rank_finalization": True,
+                                         "simulator": {"frames": 200, "rate_hz": 1000}},
+                "processing_layer": {"pipeline": "test_mpi_layer:FeedbackPipeline"},
+            })
+        except Exception as error:  # every rank must learn of it, or the others wait for ever
+            problem = repr(error)
+    assert comm.bcast(problem, root=0) is None
     config = load_config(f"{folder}/monitor.yaml")
     FeedbackPipeline.received.clear()
     outcome = run(config, print_status=lambda figures: None)
