@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from helpers import MPIRUN, ROOT, free_port
+from replay import Replayer, load_case, repeat_with_shifted_frames
 
 pytestmark = pytest.mark.slow
 
@@ -114,7 +115,7 @@ def test_max_events_stops_a_long_acquisition_early(config_factory, tmp_path):
 
 
 def test_an_exception_on_one_worker_ends_the_job_with_that_ranks_error(config_factory):
-    config = config_factory({"processing_layer": {"pipeline": "faulty_pipeline:FailingPipeline", "fail_on_rank": 2},
+    config = config_factory({"processing_layer": {"pipeline": "pipelines:FailingPipeline", "fail_on_rank": 2},
                              "data_retrieval_layer": {"simulator": {"frames": 100000, "rate_hz": 1000}}})
     done, elapsed = mpirun(4, config)
     assert done.returncode == 1
@@ -142,3 +143,31 @@ def test_a_signal_ends_the_run_cleanly_within_five_seconds(config_factory, signu
         process.kill()
     assert process.returncode == 0
     assert f"{signum.name} on" in stdout and "events_processed" in stdout
+
+
+def test_a_thousand_captured_frames_pass_assembler_and_four_ranks_exactly_once(config_factory, tmp_path):
+    """The real receiver capture (20 frames, shifted 50 times) -> our assembler -> 3 workers -> collector."""
+    streams = [repeat_with_shifted_frames(stream, 50) for stream in load_case("jf1m-20frames")]
+    with Replayer(streams) as replayer:
+        config = config_factory({
+            "data_retrieval_layer": {"source": "assembler", "stop_after_acquisition": True,
+                                     "assembler": {"streams": replayer.urls}},
+            "processing_layer": {"pipeline": "pipelines:EventIdPipeline"},
+        })
+        summary_file = tmp_path / "summary.json"
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+        monitor = subprocess.Popen([str(MPIRUN), "-n", "4", sys.executable, "-m", "monitor", str(config), "-q",
+                                    "--summary-json", str(summary_file)], env=env, stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            replayer.wait_for_subscribers(timeout_s=60)
+            replayer.send()
+            _, stderr = monitor.communicate(timeout=120)
+        finally:
+            monitor.kill()
+    assert monitor.returncode == 0, stderr
+    summary = json.loads(summary_file.read_text())
+    assert summary["events_processed"] == summary["distinct_event_ids"] == 1000
+    assert summary["repeated_event_ids"] == 0 and summary["events_failed"] == 0
+    assert summary["frames_sent"] == 1000 and summary["assembler_assembled"] == 1000
+    assert summary["assembler_gaps"] == 0 and summary["assembler_dropped"] == 0
