@@ -33,6 +33,9 @@ test-mpi: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_framework.py
+	$(PY) benchmarks/bench_science.py
+	$(PY) benchmarks/bench_assembler.py
+	$(PY) benchmarks/bench_viewer_stall.py
 
 clean:
 	rm -rf $(VENV) output build *.egg-info
