@@ -15,7 +15,11 @@ import sys
 import time
 from pathlib import Path
 
+import h5py
+import hdf5plugin  # noqa: F401  (the hit files' compression filter)
+import numpy as np
 import pytest
+from ruamel.yaml import YAML
 
 from helpers import MPIRUN, ROOT, free_port
 from replay import Replayer, load_case, repeat_with_shifted_frames
@@ -81,6 +85,33 @@ def test_the_default_finds_hits_at_the_simulators_true_rate(config_factory, tmp_
     assert summary["events_processed"] == summary["simulated_frames"] == 300
     print(f"hit rate {summary['hit_rate']:.4f}, true {summary['true_hit_rate']:.4f}")
     assert abs(summary["hit_rate"] - summary["true_hit_rate"]) < 0.01
+    run_dir = Path(summary["output_dir"])
+    assert (run_dir / "report.png").stat().st_size > 50_000
+    assert json.loads((run_dir / "summary.json").read_text())["hits"] == summary["hits"]
+    (hit_file,) = run_dir.glob("*.cxi")
+    with h5py.File(hit_file, "r") as cxi:  # exactly the frames the collector counted as hits, with their peaks
+        assert cxi["entry_1/data_1/data"].shape == (summary["hits"], 1024, 1024)
+        n_peaks = cxi["entry_1/result_1/nPeaks"][:]
+        assert np.all(n_peaks >= 10) and n_peaks.sum() == round(summary["mean_peaks_per_hit"] * summary["hits"])
+        assert len(set(cxi["entry_1/event_id"][:])) == summary["hits"]
+
+
+def test_the_viewer_draws_a_running_monitor(config_factory, tmp_path):
+    config = config_factory({"data_retrieval_layer": {"simulator": {"frames": 100000, "rate_hz": 200}}})
+    url = YAML().load(config.read_text())["outputs"]["results_stream"]["url"]
+    monitor = subprocess.Popen([str(MPIRUN), "-n", "3", sys.executable, "-m", "monitor", str(config), "-q"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    png = tmp_path / "viewer.png"
+    try:
+        viewer = subprocess.run([sys.executable, "-m", "monitor.viewer", url, "--screenshot", str(png),
+                                 "--messages", "25", "--timeout", "90"], capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    finally:
+        monitor.send_signal(signal.SIGTERM)
+        monitor.wait(timeout=30)
+    assert viewer.returncode == 0, viewer.stderr
+    assert png.stat().st_size > 50_000
+    assert monitor.returncode == 0
 
 
 def test_help_needs_no_mpi_launcher():

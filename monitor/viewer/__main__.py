@@ -22,6 +22,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--raw", action="store_true", help="show frames as read out, without geometry")
     parser.add_argument("--screenshot", type=Path, metavar="PNG",
                         help="save the window to PNG once data has been shown, then exit (for tests and reports)")
+    parser.add_argument("--messages", type=int, default=1, metavar="N",
+                        help="with --screenshot: wait until N messages have been drawn (history builds up)")
     parser.add_argument("--timeout", type=float, default=30.0,
                         help="with --screenshot: give up (exit 1) after this many seconds without data")
     return parser.parse_args(argv)
@@ -39,20 +41,21 @@ def main(argv: list[str] | None = None) -> int:
     window = ViewerWindow(subscriber, geometry=geometry)
     window.show()
     if arguments.screenshot is not None:
-        _screenshot_when_shown(window, arguments.screenshot, timeout_s=arguments.timeout)
+        _screenshot_when_shown(window, arguments.screenshot, messages=arguments.messages,
+                               timeout_s=arguments.timeout)
     code = application.exec()
     window.delete_now()
     subscriber.close()
     return code
 
 
-def _screenshot_when_shown(window: ViewerWindow, path: Path, *, timeout_s: float) -> None:
-    """Once a message has been drawn, grab the window to ``path`` and quit (exit 1 on timeout)."""
+def _screenshot_when_shown(window: ViewerWindow, path: Path, *, messages: int, timeout_s: float) -> None:
+    """Once ``messages`` have been drawn, grab the window to ``path`` and quit (exit 1 on timeout)."""
     elapsed = QtCore.QElapsedTimer()
     elapsed.start()
 
     def check() -> None:
-        if window.messages_shown:
+        if window.messages_shown >= messages:
             window.grab().save(str(path))
             QtWidgets.QApplication.exit(0)
         elif elapsed.elapsed() > timeout_s * 1000:
