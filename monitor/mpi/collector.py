@@ -6,7 +6,7 @@ the end of an acquisition (after every frame sent before it is collected),
 rank.  It then tells every worker to stop and waits for each one's last
 message; a worker that never answers gets the job aborted, never a hang.
 
-When nothing arrives it polls on for a moment (MPICH's probe often answers
+When nothing arrives it polls a few more times (MPICH's probe often answers
 "nothing" once before it sees a message that is already there), then sleeps
 in growing steps instead of spinning in a blocking MPI probe, so an idle
 monitor leaves its core free.
@@ -34,8 +34,9 @@ __all__ = ["CollectorReport", "run_collector"]
 
 log = logging.getLogger(__name__)
 
-SPIN_S = 0.001
-"""Keep polling this long after the last message before sleeping."""
+SPIN_POLLS = 4
+"""Empty polls after a message before sleeping: MPICH's probe often answers "nothing" once
+before it sees a message already there, but a longer spin takes the core the workers need."""
 
 IDLE_SLEEP_S = (0.0002, 0.005)
 """Sleep between empty polls after that: starts short (latency), doubles up to the cap (CPU)."""
@@ -101,15 +102,15 @@ class _Collector:
     def run(self) -> CollectorReport:
         inbox = Inbox(self._comm)
         sleep = IDLE_SLEEP_S[0]
-        last_message = time.monotonic()
+        empty_polls = 0
         while len(self._said_bye) < len(self._layout.workers):
             now = time.monotonic()
             try:
                 message = inbox.poll()
                 if message is not None:
                     self._handle(message)
-                    sleep, last_message = IDLE_SLEEP_S[0], now
-                elif now - last_message > SPIN_S:
+                    sleep, empty_polls = IDLE_SLEEP_S[0], 0
+                elif (empty_polls := empty_polls + 1) > SPIN_POLLS:
                     time.sleep(sleep)
                     sleep = min(2 * sleep, IDLE_SLEEP_S[1])
                 self._check_clock(now)
