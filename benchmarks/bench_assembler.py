@@ -21,7 +21,6 @@ import logging
 import multiprocessing as mp
 import os
 import queue
-import socket
 import sys
 import threading
 import time
@@ -31,18 +30,13 @@ import numpy as np
 import zmq
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from monitor import wire  # noqa: E402
 from monitor.assembler import Assembler, AssemblerParameters, start_assembler  # noqa: E402
+from helpers import free_tcp_url  # noqa: E402
 
 TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
-
-
-def free_tcp_url() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
 
 
 def cpu_s(pid: int, thread: int | None = None) -> float:

@@ -11,33 +11,63 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-__all__ = ["ROOT", "DEFAULT_CONFIG", "MPIRUN", "free_port", "free_ports", "write_config"]
+__all__ = ["ROOT", "DEFAULT_CONFIG", "MPIRUN", "free_port", "free_ports", "free_tcp_url", "write_config"]
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "monitor.yaml"
 MPIRUN = Path(sys.executable).parent / "mpirun"
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def _ephemeral_ports() -> range:
+    """The kernel's range for the local ports of outgoing connections.
+
+    Test servers stay below it: a ZMQ socket reconnecting to a dead peer takes
+    a new local port from this range several times a second, and a listener
+    that later binds one of those ports fails with "Address already in use".
+    """
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
+_HANDED_OUT: set[int] = set()
 
 
 def free_ports(count: int) -> int:
-    """The first of ``count`` consecutive free ports (receiver streams sit on consecutive ports)."""
-    for _ in range(100):
-        first = random.randrange(20000, 60000)
+    """The first of ``count`` consecutive free ports (receiver streams sit on consecutive ports).
+
+    No port is handed out twice in one test process, so two calls never give
+    the same port even though nobody has bound the first one yet.
+    """
+    ephemeral = _ephemeral_ports()
+    candidates = range(10000, (ephemeral.start if ephemeral.start > 12000 else 65536) - count)
+    for _ in range(200):
+        first = random.choice(candidates)
+        ports = range(first, first + count)
+        if _HANDED_OUT.intersection(ports) or any(port in ephemeral for port in ports):
+            continue
         try:
             with contextlib.ExitStack() as stack:
-                for port in range(first, first + count):
+                for port in ports:
                     probe = stack.enter_context(socket.socket())
                     probe.bind(("127.0.0.1", port))
-            return first
         except OSError:
             continue
+        _HANDED_OUT.update(ports)
+        return first
     raise RuntimeError(f"no {count} consecutive free ports")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
+    return free_ports(1)
+
+
+def free_tcp_url() -> str:
+    """A loopback URL nobody listens on right now, for a child process to bind."""
+    return f"tcp://127.0.0.1:{free_port()}"
 
 
 def write_config(folder: Path, changes: dict[str, dict[str, Any]], name: str = "monitor.yaml") -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import textwrap
@@ -14,16 +13,10 @@ import zmq
 from monitor import wire
 from monitor.assembler import AssemblerParameters, AssemblerStats, start_assembler
 from monitor.assembler.command_line import arguments_for, parse_arguments
+from helpers import free_tcp_url
 from replay import Replayer, load_case
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-
-
-def free_tcp_url() -> str:
-    """A loopback URL nobody listens on right now (the child binds it: we cannot ask it for ``*``)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
 
 
 def is_running(pid: int) -> bool:
