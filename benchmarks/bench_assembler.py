@@ -34,6 +34,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from monitor import wire  # noqa: E402
 from monitor.assembler import Assembler, AssemblerParameters, start_assembler  # noqa: E402
+from monitor.memory import keep_frame_buffers  # noqa: E402
 from helpers import free_tcp_url  # noqa: E402
 
 TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
@@ -101,6 +102,7 @@ def streams_on(context: zmq.Context, urls: list[str], *, lossless: bool) -> list
 
 def send_streams(urls: list[str], frames: int, rate_hz: float, sending: mp.Event, sent: mp.Queue) -> None:
     """The receivers, in a process of their own: PUB semantics, dropping when the assembler lags."""
+    keep_frame_buffers()
     context = zmq.Context()
     sockets = streams_on(context, urls, lossless=False)
     sent.put(frames / play(sockets, frames, rate_hz, sending))
@@ -112,6 +114,7 @@ def send_streams(urls: list[str], frames: int, rate_hz: float, sending: mp.Event
 def sink(url: str, streams: int, results: mp.Queue, ready: mp.Event, context: zmq.Context | None = None) -> None:
     """Read frames as a worker does, until series_end (or 3 s of silence: a receiver that lags
     drops the end message too); report what came."""
+    keep_frame_buffers()
     context = context or zmq.Context()
     pull = context.socket(zmq.PULL)
     pull.connect(url)

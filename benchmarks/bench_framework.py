@@ -29,12 +29,14 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from helpers import MPIRUN, free_port  # noqa: E402
 from monitor import wire  # noqa: E402
+from monitor.memory import keep_frame_buffers  # noqa: E402
 
 FRAMES = 3000
 
 
 def send_frames(url: str, count: int) -> None:
     """PUSH ``count`` synchronizer-shaped 1M frames (two 1 MiB modules), then the end message."""
+    keep_frame_buffers()
     context = zmq.Context()
     socket = context.socket(zmq.PUSH)
     socket.bind(url)
@@ -57,6 +59,7 @@ def start_sender(url: str, count: int) -> subprocess.Popen:
 def raw_receive_rate(count: int) -> float:
     url = f"tcp://127.0.0.1:{free_port()}"
     sender = start_sender(url, count)
+    keep_frame_buffers()  # as the monitor's ranks do, so that the comparison is fair
     context = zmq.Context()
     socket = context.socket(zmq.PULL)
     socket.connect(url)

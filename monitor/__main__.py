@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     from monitor.console import StatusLine, format_summary
     from monitor.errors import MonitorError
     from monitor.logs import setup_logging
+    from monitor.memory import keep_frame_buffers
     from monitor.mpi import run
 
     rank = MPI.COMM_WORLD.rank
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         MPI.Finalize()
         return 0
 
+    keep_frame_buffers()
     status = StatusLine(enabled=not args.quiet)
     try:
         outcome = run(config, print_status=status)

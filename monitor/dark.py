@@ -37,6 +37,7 @@ import numpy as np
 import zmq
 
 from monitor.errors import MonitorError
+from monitor.memory import keep_frame_buffers
 from monitor.wire import SyncFrame, parse_sync_message
 from sources.jungfrau1m import Jungfrau1MFrame
 
@@ -244,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.frames_per_stage < 2:
             raise DarkRunError("--frames-per-stage must be at least 2 to measure noise")
+        keep_frame_buffers()
         started = time.monotonic()
         accumulator = record(
             args.source, frames_per_stage=args.frames_per_stage, stages=tuple(sorted(set(args.stages))),

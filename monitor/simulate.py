@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from monitor import wire
 from monitor.endpoints import check_endpoint, endpoint_with_port_offset
+from monitor.memory import keep_frame_buffers
 
 __all__ = ["SimulatorParameters", "run_simulator", "main"]
 
@@ -247,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"simulator: {error}", file=sys.stderr)
         return 2
+    keep_frame_buffers()
     start = time.perf_counter()
     sent = run_simulator(parameters)
     elapsed = time.perf_counter() - start

@@ -31,7 +31,7 @@ def test_command_line_arguments_give_back_the_parameters() -> None:
     parameters = AssemblerParameters(
         streams=["tcp://127.0.0.1:30001", "tcp://127.0.0.1:30002"], bind="tcp://127.0.0.1:5555",
         stats="tcp://127.0.0.1:5556", part_timeout_s=0.25, incomplete="drop", queue="latest_only",
-        queue_size=1, stop_after_acquisition=True,
+        queue_size=1, stop_after_acquisition=True, io_threads=3,
     )
 
     assert parse_arguments(arguments_for(parameters)) == (parameters, None)

@@ -21,6 +21,7 @@ import pydantic
 from monitor.assembler.parameters import AssemblerParameters
 from monitor.assembler.service import Assembler
 from monitor.errors import ConfigurationError, MonitorError
+from monitor.memory import keep_frame_buffers
 
 __all__ = ["main", "arguments_for", "parse_arguments"]
 
@@ -92,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, request_stop)
     try:
         parameters, parent = parse_arguments(sys.argv[1:] if argv is None else argv)
+        keep_frame_buffers()
         with Assembler(parameters) as assembler:
             assembler.run(should_stop=lambda: stop_requested or (parent is not None and os.getppid() != parent))
     except MonitorError as error:

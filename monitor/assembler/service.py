@@ -83,27 +83,31 @@ class Assembler:
     def open(self) -> None:
         """Connect to the streams and bind the output sockets."""
         p = self._parameters
-        self._context = self._shared_context or zmq.Context()
+        self._context = self._shared_context or zmq.Context(io_threads=p.io_threads)
+        readers, writer = _io_thread_masks(self._context.get(zmq.IO_THREADS))
         try:
             for url in p.streams:
                 socket = self._context.socket(zmq.SUB)
+                socket.setsockopt(zmq.AFFINITY, readers)
                 socket.setsockopt(zmq.RCVHWM, p.receive_hwm)
                 socket.setsockopt(zmq.MAXMSGSIZE, p.max_message_bytes)
                 socket.setsockopt(zmq.LINGER, 0)
                 socket.setsockopt(zmq.SUBSCRIBE, b"")
                 socket.connect(url)
                 self._streams.append(socket)
-            self._push = self._bound(zmq.PUSH, p.bind, hwm=1 if p.queue == "latest_only" else p.queue_size)
+            self._push = self._bound(zmq.PUSH, p.bind, hwm=1 if p.queue == "latest_only" else p.queue_size,
+                                     affinity=writer)
             if p.stats is not None:
                 self._stats = self._bound(zmq.PUB, p.stats, hwm=100)
         except BaseException:
             self.close()
             raise
 
-    def _bound(self, kind: int, url: str, *, hwm: int) -> zmq.Socket:
+    def _bound(self, kind: int, url: str, *, hwm: int, affinity: int = 0) -> zmq.Socket:
         assert self._context is not None
         socket = self._context.socket(kind)
         socket.setsockopt(zmq.SNDHWM, hwm)
+        socket.setsockopt(zmq.AFFINITY, affinity)
         socket.setsockopt(zmq.LINGER, int(_SHUTDOWN_FLUSH_S * 1000))
         try:
             socket.bind(url)
@@ -274,3 +278,10 @@ class Assembler:
         if counts is not None:
             log.info("assembler: stopped during %s", counts.summary())
             self._publish(counts, final=False)
+
+
+def _io_thread_masks(io_threads: int) -> tuple[int, int]:
+    """ZMQ affinity bitmasks (readers, writer): the writer gets the last I/O thread to itself."""
+    if io_threads < 2:
+        return 0, 0
+    return (1 << (io_threads - 1)) - 1, 1 << (io_threads - 1)
