@@ -17,12 +17,12 @@ JSON is decoded; nothing on the wire is ever unpickled.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
 import numpy as np
+import orjson
 
 from monitor.errors import WireFormatError
 
@@ -68,8 +68,8 @@ def _buffer(part: BufferLike) -> memoryview:
 
 def _json_part(part: BufferLike, where: str) -> dict[str, Any]:
     try:
-        header = json.loads(bytes(_buffer(part)))
-    except (UnicodeDecodeError, ValueError) as error:
+        header = orjson.loads(_buffer(part))
+    except orjson.JSONDecodeError as error:
         raise WireFormatError(f"{where}: not a JSON header ({error})") from None
     if not isinstance(header, dict):
         raise WireFormatError(f"{where}: JSON header is a {type(header).__name__}, not an object")
@@ -284,8 +284,12 @@ def sync_start_fields(receiver: dict[str, Any], *, ports: list[int]) -> dict[str
 
 
 def encode_header(header: dict[str, Any]) -> bytes:
-    """A JSON header part as the senders write it: text ending in a newline."""
-    return (json.dumps(header) + "\n").encode()
+    """A JSON header part as the senders write it: text ending in a newline.
+
+    orjson rather than the standard library: headers are parsed and written
+    twice per frame on the assembler's one thread, where ``json`` took a third
+    of its time."""
+    return orjson.dumps(header, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE)
 
 
 def build_sync_start(headers: Sequence[dict[str, Any]]) -> list[bytes]:

@@ -110,7 +110,7 @@ def _frame_parts() -> list[bytes]:
         (lambda p: [p[0], bytes(63)], "data part holds 63 bytes"),
         (lambda p: [b"{not json", p[1]], "part 0: not a JSON header"),
         (lambda p: p + [p[0]], "3 parts"),
-        (lambda p: [p[0].replace(b'"row": 0, ', b""), p[1]], "key 'row' missing"),
+        (lambda p: [p[0].replace(b'"row":0,', b""), p[1]], "key 'row' missing"),
         (lambda p: [p[0].replace(b'"module"', b'"bogus"'), p[1]], "unknown htype 'bogus'"),
         (lambda p: [], "empty message"),
     ],
