@@ -54,7 +54,7 @@ class DataRetrievalLayerParameters(BaseModel):
     skip_rank_finalization: bool = False
     stop_after_acquisition: bool = False
     """End the run after the first acquisition's end message (live use keeps running)."""
-    required_data: list[Literal["detector_data", "timestamp", "event_id"]] = Field(
+    required_data: list[Literal["detector_data", "detector_modules", "timestamp", "event_id"]] = Field(
         default_factory=lambda: ["detector_data", "timestamp", "event_id"], min_length=1
     )
     poll_interval_s: float = Field(default=0.1, gt=0, le=5)

@@ -32,6 +32,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
 from monitor.errors import ConfigurationError
+from sources.jungfrau1m import FrameBands
 
 __all__ = ["CalibrationParameters", "JungfrauCalibration", "read_gain_file", "read_pedestal_file"]
 
@@ -202,17 +203,24 @@ class JungfrauCalibration:
         self.photon_sum = 0.0
         """Sum of the valid pixels of the last calibrated frame."""
 
-    def calibrate(self, raw: np.ndarray | Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def calibrate(self, raw: np.ndarray | FrameBands | Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Photons (float32) and mask (bool, True = valid) of one raw frame.
 
-        ``raw`` is the whole uint16 frame, or a sequence of per-module uint16
-        (512, 1024) arrays in module order (e.g. views on the received message
-        parts, so no assembled copy is needed).  Both results are reused
-        buffers: valid until the next call.
+        ``raw`` is the whole uint16 frame, its :class:`FrameBands` (the
+        ``detector_modules`` source: views on the received message parts, so
+        the frame is assembled by this pass, not by a copy before it), or a
+        sequence of per-module uint16 (512, 1024) arrays in module order.  Both
+        results are reused buffers: valid until the next call.
         """
         if isinstance(raw, np.ndarray):
             self._check(raw, self.shape, "raw frame")
             parts = [(raw, 0)]
+        elif isinstance(raw, FrameBands):
+            if raw.shape != self.shape:
+                raise ValueError(f"raw frame has shape {raw.shape}, expected {self.shape}")
+            for row0, band in raw.bands:
+                self._check(band, (band.shape[0], self.shape[1]), f"rows {row0}-{row0 + band.shape[0] - 1}")
+            parts = [(band, row0) for row0, band in raw.bands]
         else:
             if len(raw) != self.shape[0] // MODULE_SHAPE[0]:
                 raise ValueError(f"expected {self.shape[0] // MODULE_SHAPE[0]} module arrays, got {len(raw)}")

@@ -9,6 +9,7 @@ into the values a pipeline works on.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,10 @@ __all__ = [
     "JUNGFRAU1M_SHAPE",
     "LOST_PIXEL",
     "Jungfrau1MFrame",
+    "Jungfrau1MModules",
+    "FrameBands",
+    "PlacedImage",
+    "raw_frame",
     "FrameTimestamp",
     "FrameNumber",
     "DATA_SOURCES",
@@ -42,6 +47,41 @@ def _frame(event: dict[str, Any]) -> SyncFrame:
     return frame
 
 
+@dataclass(frozen=True, slots=True)
+class PlacedImage:
+    """One module (or half-module) image and where its top-left pixel sits in the frame."""
+
+    top: int
+    left: int
+    pixels: np.ndarray
+
+
+def _placed_images(frame: SyncFrame, shape: tuple[int, int]) -> list[PlacedImage]:
+    """The frame's images by their ``row``/``column``; an error names one that falls outside ``shape``."""
+    placed = []
+    for module in frame.modules:
+        ny, nx = module.shape
+        top, left = module.row * ny, module.column * nx
+        if top + ny > shape[0] or left + nx > shape[1] or module.row < 0 or module.column < 0:
+            raise DataExtractionError(
+                f"frame {frame.frame_number}: module at row {module.row}, column {module.column} "
+                f"of shape {list(module.shape)} falls outside the {list(shape)} detector"
+            )
+        placed.append(PlacedImage(top, left, module.pixels()))
+    return placed
+
+
+def _absent(images: list[PlacedImage], shape: tuple[int, int]) -> np.ndarray | None:
+    """Where no image covers the frame (True), or None when the images cover it all."""
+    if sum(image.pixels.size for image in images) >= shape[0] * shape[1]:
+        return None
+    absent = np.ones(shape, dtype=bool)
+    for image in images:
+        ny, nx = image.pixels.shape
+        absent[image.top : image.top + ny, image.left : image.left + nx] = False
+    return absent
+
+
 class Jungfrau1MFrame:
     """The raw 1024 x 1024 uint16 frame, modules placed by their ``row``/``column``.
 
@@ -51,6 +91,7 @@ class Jungfrau1MFrame:
     then, and a pipeline copies whatever it keeps.  Rows of an absent module
     (lost on the way, or left out by a region of interest) hold ``0xFFFF``,
     the receiver's own mark for lost pixels, so they are never taken as data.
+    :class:`Jungfrau1MModules` gives the same pixels without the copy.
     """
 
     def __init__(self, shape: tuple[int, int] = JUNGFRAU1M_SHAPE) -> None:
@@ -64,29 +105,75 @@ class Jungfrau1MFrame:
         frame = _frame(event)
         if len(frame.modules) == 1 and frame.modules[0].shape == self._shape:
             return frame.modules[0].pixels()
-        buffer = self._buffer
-        covered = 0
-        for module in frame.modules:
-            ny, nx = module.shape
-            top, left = module.row * ny, module.column * nx
-            if top + ny > self._shape[0] or left + nx > self._shape[1] or module.row < 0 or module.column < 0:
-                raise DataExtractionError(
-                    f"frame {frame.frame_number}: module at row {module.row}, column {module.column} "
-                    f"of shape {list(module.shape)} falls outside the {list(self._shape)} detector"
-                )
-            buffer[top : top + ny, left : left + nx] = module.pixels()
-            covered += ny * nx
-        if covered < buffer.size:
-            self._fill_absent(frame)
-        return buffer
+        images = _placed_images(frame, self._shape)
+        for image in images:
+            ny, nx = image.pixels.shape
+            self._buffer[image.top : image.top + ny, image.left : image.left + nx] = image.pixels
+        absent = _absent(images, self._shape)
+        if absent is not None:
+            self._buffer[absent] = LOST_PIXEL
+        return self._buffer
 
-    def _fill_absent(self, frame: SyncFrame) -> None:
-        """Mark the rows no module image covered in this frame as lost."""
-        present = np.zeros(self._shape, dtype=bool)
-        for module in frame.modules:
-            ny, nx = module.shape
-            present[module.row * ny : (module.row + 1) * ny, module.column * nx : (module.column + 1) * nx] = True
-        self._buffer[~present] = LOST_PIXEL
+
+@dataclass(frozen=True, slots=True)
+class FrameBands:
+    """A raw frame as bands of whole detector rows, in row order, covering every row once.
+
+    Each band is ``(first row, pixels)``: a zero-copy view of a received module
+    (or half-module) image, or, for rows no image brought, a shared read-only
+    block of ``0xFFFF``.  Kernels that make one pass over the frame anyway
+    (calibration, statistics) read the bands where they lie instead of an
+    assembled copy.
+    """
+
+    shape: tuple[int, int]
+    bands: tuple[tuple[int, np.ndarray], ...]
+
+
+class Jungfrau1MModules:
+    """The raw frame as :class:`FrameBands`: the module images where ZMQ received them, never copied.
+
+    JUNGFRAU modules and half-modules span the detector's full width, so each
+    image is a band of whole rows; a frame whose images do not (another
+    detector's layout) is an extraction error that points to ``detector_data``.
+
+    It saves the 2 MiB copy ``detector_data`` makes per frame (0.25 ms on the
+    2-core test machine).  Calibration reads the bands directly: 2.18 instead
+    of 2.31 ms per frame, copy included.  A light kernel can lose, though: the
+    statistics pass takes 1.2 ms on the freshly received buffers and 0.36 ms
+    on the cache-warm copy.  Measure before choosing.
+    """
+
+    def __init__(self, shape: tuple[int, int] = JUNGFRAU1M_SHAPE) -> None:
+        self._shape = shape
+        self._lost = np.empty((0, shape[1]), dtype=PIXEL_DTYPE)
+
+    def initialize_data_source(self) -> None:
+        self._lost = np.full(self._shape, LOST_PIXEL, dtype=PIXEL_DTYPE)
+        self._lost.flags.writeable = False
+
+    def get_data(self, *, event: dict[str, Any]) -> FrameBands:
+        frame = _frame(event)
+        images = sorted(_placed_images(frame, self._shape), key=lambda image: image.top)
+        bands: list[tuple[int, np.ndarray]] = []
+        row = 0
+        for image in images:
+            if image.left != 0 or image.pixels.shape[1] != self._shape[1] or image.top < row:
+                raise DataExtractionError(
+                    f"frame {frame.frame_number}: images are not bands of whole rows; use detector_data"
+                )
+            if image.top > row:
+                bands.append((row, self._lost[row : image.top]))
+            bands.append((image.top, image.pixels))
+            row = image.top + image.pixels.shape[0]
+        if row < self._shape[0]:
+            bands.append((row, self._lost[row:]))
+        return FrameBands(self._shape, tuple(bands))
+
+
+def raw_frame(data: dict[str, Any]) -> np.ndarray | FrameBands | None:
+    """The raw frame a pipeline was given: its bands (``detector_modules``) if extracted, else ``detector_data``."""
+    return data.get("detector_modules", data.get("detector_data"))
 
 
 class FrameTimestamp:
@@ -118,6 +205,7 @@ class FrameNumber:
 
 DATA_SOURCES: dict[str, type] = {
     "detector_data": Jungfrau1MFrame,
+    "detector_modules": Jungfrau1MModules,
     "timestamp": FrameTimestamp,
     "event_id": FrameNumber,
 }

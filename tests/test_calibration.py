@@ -11,6 +11,7 @@ import pytest
 from monitor.errors import ConfigurationError
 from monitor.simulation import SimulatedJungfrau1M
 from sources.calibration import CalibrationParameters, JungfrauCalibration
+from sources.jungfrau1m import FrameBands
 from captures import RECEIVER, read_capture
 
 G0, G1, G2, INVALID = 0x0000, 0x4000, 0xC000, 0x8000
@@ -116,6 +117,20 @@ def test_module_views_give_the_same_result_as_the_whole_frame(
     photons, valid = calibration.calibrate([raw[:512], raw[512:]])
     np.testing.assert_array_equal(photons, whole[0])
     np.testing.assert_array_equal(valid, whole[1])
+
+
+def test_frame_bands_give_the_same_result_as_the_whole_frame(
+    detector: SimulatedJungfrau1M, calibration: JungfrauCalibration
+) -> None:
+    raw, _ = detector.frame(2)
+    whole = [a.copy() for a in calibration.calibrate(raw)]
+    lost = np.full((256, 1024), 0xFFFF, dtype=np.uint16)
+    raw[256:512] = lost
+    bands = FrameBands((1024, 1024), ((0, raw[:256]), (256, lost), (512, raw[512:])))
+    photons, valid = calibration.calibrate(bands)
+    np.testing.assert_array_equal(photons[512:], whole[0][512:])
+    np.testing.assert_array_equal(photons[:256], whole[0][:256])
+    assert not valid[256:512].any() and calibration.n_invalid >= 256 * 1024
 
 
 def test_buffers_are_reused_between_calls(detector: SimulatedJungfrau1M, calibration: JungfrauCalibration) -> None:

@@ -8,7 +8,7 @@ import pytest
 from captures import RECEIVER, read_capture
 from monitor.errors import DataExtractionError
 from monitor.wire import build_sync_frame, module_header, parse_receiver_message, parse_sync_message
-from sources.jungfrau1m import FrameNumber, FrameTimestamp, Jungfrau1MFrame
+from sources.jungfrau1m import FrameBands, FrameNumber, FrameTimestamp, Jungfrau1MFrame, Jungfrau1MModules
 
 
 def frame_event_from_receiver_capture(case: str, order: list[int] | None = None, drop: int | None = None) -> dict:
@@ -87,3 +87,41 @@ def test_the_detector_clock_gives_seconds_when_it_runs():
     header = module_header(port=1, row=0, column=0, frame_number=5, frame_index=0, shape=(2, 2), timestamp=25_000_000)
     event = {"frame": parse_sync_message(build_sync_frame([(header, bytes(8))]))}
     assert FrameTimestamp().get_data(event=event) == 2.5
+
+
+def module_bands(event: dict) -> FrameBands:
+    source = Jungfrau1MModules()
+    source.initialize_data_source()
+    return source.get_data(event=event)
+
+
+def stacked(frame: FrameBands) -> np.ndarray:
+    return np.concatenate([band for _, band in frame.bands])
+
+
+@pytest.mark.parametrize(("case", "order", "drop"), [
+    ("jf1m-20frames", None, None),
+    ("two-interfaces-4streams-3frames", [0, 2, 1, 3], None),
+    ("jf1m-20frames", None, 0),
+    ("two-interfaces-4streams-3frames", None, 2),
+])
+def test_module_bands_hold_the_same_pixels_as_the_assembled_frame(case, order, drop):
+    event = frame_event_from_receiver_capture(case, order=order, drop=drop)
+    frame = module_bands(event)
+    assert [row for row, _ in frame.bands] == sorted(row for row, _ in frame.bands)
+    assert np.array_equal(stacked(frame), assembled(event))
+
+
+def test_module_bands_are_the_received_buffers_not_copies():
+    event = frame_event_from_receiver_capture("jf1m-20frames")
+    frame = module_bands(event)
+    received = [module.pixels() for module in event["frame"].modules]
+    assert all(any(np.shares_memory(band, pixels) for pixels in received) for _, band in frame.bands)
+
+
+def test_module_bands_refuse_images_that_are_not_whole_rows():
+    pixels = np.zeros((512, 512), dtype=np.uint16)
+    header = module_header(port=50012, row=0, column=1, frame_number=5, frame_index=0, shape=(512, 512))
+    event = {"kind": "frame", "frame": parse_sync_message(build_sync_frame([(header, pixels)]))}
+    with pytest.raises(DataExtractionError, match="frame 5: images are not bands of whole rows; use detector_data"):
+        module_bands(event)

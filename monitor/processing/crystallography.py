@@ -35,10 +35,12 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 
 from monitor.processing.peakfinder8 import PeakFinder8, PeakFinder8Parameters
-from monitor.processing.protocol import ProcessedEvent, Scalar
+from monitor.errors import DataExtractionError
+from monitor.processing.protocol import ProcessedEvent, Scalar, warm_up_frames
 from monitor.simulation import SimulatedJungfrau1M
 from sources.calibration import CalibrationParameters, JungfrauCalibration
 from sources.geometry import DetectorGeometry, default_geometry_path
+from sources.jungfrau1m import raw_frame
 
 __all__ = ["CrystallographyParameters", "CrystallographyPipeline", "SimulatedCalibration"]
 
@@ -104,11 +106,9 @@ class CrystallographyPipeline:
         self._ring = np.arange(self._bin_pixels.size) // p.radial_bin_px
         self._ring_pixels = np.bincount(self._ring, weights=self._bin_pixels)
         self._non_hits = 0
-        self.process_data(
-            node_rank=node_rank,
-            node_pool_size=node_pool_size,
-            data={"detector_data": np.zeros(self._geometry.frame_shape, np.uint16), "event_id": -1, "timestamp": 0.0},
-        )
+        for frame in warm_up_frames(self._geometry.frame_shape):
+            self.process_data(node_rank=node_rank, node_pool_size=node_pool_size,
+                              data={"detector_data": frame, "event_id": -1, "timestamp": 0.0})
         self._non_hits = 0
 
     def _make_calibration(self, n_modules: int) -> JungfrauCalibration:
@@ -126,7 +126,10 @@ class CrystallographyPipeline:
     def process_data(self, *, node_rank: int, node_pool_size: int, data: dict[str, Any]) -> ProcessedEvent:
         """Calibrate, find peaks, call the hit; copy out what the collector needs (the frame buffer is reused)."""
         p = self.parameters
-        photons, valid = self._calibration.calibrate(data["detector_data"])
+        raw = raw_frame(data)
+        if raw is None:
+            raise DataExtractionError("no raw frame: required_data needs detector_modules or detector_data")
+        photons, valid = self._calibration.calibrate(raw)
         peaks = self._finder.find(photons, valid)
         is_hit = p.min_num_peaks_for_hit <= peaks.n_found <= p.max_num_peaks_for_hit
         n_valid = photons.size - self._calibration.n_invalid

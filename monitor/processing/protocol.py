@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["ProcessedEvent", "ProcessingPipelineProtocol", "Scalar"]
+__all__ = ["ProcessedEvent", "ProcessingPipelineProtocol", "Scalar", "warm_up_frames"]
 
 Scalar = bool | int | float | str | None
 
@@ -71,3 +71,10 @@ class ProcessingPipelineProtocol(Protocol):
     def end_processing_on_processing_node(self, *, node_rank: int, node_pool_size: int) -> None: ...
 
     def end_processing_on_collecting_node(self, *, node_rank: int, node_pool_size: int) -> None: ...
+
+
+def warm_up_frames(shape: tuple[int, int]) -> list[np.ndarray]:
+    """A writable and a read-only zero frame: numba compiles a kernel once for each kind."""
+    writable, read_only = np.zeros(shape, dtype=np.uint16), np.zeros(shape, dtype=np.uint16)
+    read_only.flags.writeable = False
+    return [writable, read_only]

@@ -16,7 +16,8 @@ import numba
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from monitor.processing.protocol import ProcessedEvent, Scalar
+from monitor.processing.protocol import ProcessedEvent, Scalar, warm_up_frames
+from sources.jungfrau1m import FrameBands, raw_frame
 
 __all__ = ["FrameStatisticsPipeline", "FrameStatisticsParameters", "frame_statistics"]
 
@@ -70,8 +71,9 @@ class FrameStatisticsPipeline:
         self._last_event_id: int | None = None
 
     def initialize_processing_node(self, *, node_rank: int, node_pool_size: int) -> None:
-        """Compile the kernel before the first frame arrives, not during it."""
-        frame_statistics(np.zeros((2, 2), dtype=np.uint16), self._threshold)
+        """Compile the kernel before the first frame arrives, not during it (received views are read-only)."""
+        for frame in warm_up_frames((2, 2)):
+            frame_statistics(frame, self._threshold)
 
     def initialize_collecting_node(self, *, node_rank: int, node_pool_size: int) -> None:
         """Nothing to prepare: the totals start at zero."""
@@ -81,9 +83,12 @@ class FrameStatisticsPipeline:
             "event_id": data.get("event_id"),
             "timestamp": data.get("timestamp"),
         }
-        frame = data.get("detector_data")
+        frame = raw_frame(data)
         if frame is not None:
-            total, valid, peak, over = frame_statistics(frame, self._threshold)
+            bands = frame.bands if isinstance(frame, FrameBands) else [(0, frame)]
+            figures = [frame_statistics(band, self._threshold) for _, band in bands]
+            total, valid = sum(f[0] for f in figures), sum(f[1] for f in figures)
+            peak, over = max(f[2] for f in figures), sum(f[3] for f in figures)
             values.update(mean_adc=total / valid if valid else math.nan, max_adc=peak,
                           bright_pixels=over, valid_pixels=valid)
         return ProcessedEvent(values=values)
