@@ -42,11 +42,10 @@ def free_ports(count: int) -> int:
     the same port even though nobody has bound the first one yet.
     """
     ephemeral = _ephemeral_ports()
-    candidates = range(10000, (ephemeral.start if ephemeral.start > 12000 else 65536) - count)
     for _ in range(200):
-        first = random.choice(candidates)
+        first = random.randrange(10000, 65536 - count)
         ports = range(first, first + count)
-        if _HANDED_OUT.intersection(ports) or any(port in ephemeral for port in ports):
+        if any(port in ephemeral or port in _HANDED_OUT for port in ports):
             continue
         try:
             with contextlib.ExitStack() as stack:

@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 
-from monitor.processing.peakfinder8 import PeakFinder8, PeakFinder8Parameters
 from monitor.errors import DataExtractionError
+from monitor.processing.peakfinder8 import PeakFinder8, PeakFinder8Parameters
 from monitor.processing.protocol import ProcessedEvent, Scalar, warm_up_frames
 from monitor.simulation import SimulatedJungfrau1M
 from sources.calibration import CalibrationParameters, JungfrauCalibration

@@ -85,10 +85,9 @@ class FrameStatisticsPipeline:
         }
         frame = raw_frame(data)
         if frame is not None:
-            bands = frame.bands if isinstance(frame, FrameBands) else [(0, frame)]
-            figures = [frame_statistics(band, self._threshold) for _, band in bands]
-            total, valid = sum(f[0] for f in figures), sum(f[1] for f in figures)
-            peak, over = max(f[2] for f in figures), sum(f[3] for f in figures)
+            bands = frame.bands if isinstance(frame, FrameBands) else ((0, frame),)
+            totals, valids, peaks, overs = zip(*(frame_statistics(band, self._threshold) for _, band in bands))
+            total, valid, peak, over = sum(totals), sum(valids), max(peaks), sum(overs)
             values.update(mean_adc=total / valid if valid else math.nan, max_adc=peak,
                           bright_pixels=over, valid_pixels=valid)
         return ProcessedEvent(values=values)
