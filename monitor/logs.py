@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 
-__all__ = ["setup_logging"]
+__all__ = ["setup_logging", "RateLimitedLog"]
 
 
 def setup_logging(*, rank: int, verbosity: int) -> None:
@@ -16,3 +17,28 @@ def setup_logging(*, rank: int, verbosity: int) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+class RateLimitedLog:
+    """At most one line per ``interval_s``; the lines held back are counted in the next one.
+
+    Bad input can arrive at the detector's frame rate: the log must say what is
+    wrong without becoming the bottleneck.
+    """
+
+    def __init__(self, logger: logging.Logger, *, interval_s: float = 1.0) -> None:
+        self._logger = logger
+        self._interval_s = interval_s
+        self._last = -float("inf")
+        self._held_back = 0
+
+    def warning(self, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last < self._interval_s:
+            self._held_back += 1
+            return
+        if self._held_back:
+            message += f" (and {self._held_back} similar lines held back)"
+        self._logger.warning(message)
+        self._last = now
+        self._held_back = 0
