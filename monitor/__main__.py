@@ -7,7 +7,6 @@ configuration, 1 for anything that went wrong during the run.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -61,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     keep_frame_buffers()
     status = StatusLine(enabled=not args.quiet)
     try:
-        outcome = run(config, print_status=status)
+        outcome = run(config, print_status=status, summary_json=args.summary_json)
     except MonitorError as error:
         print(f"monitor: error: rank {rank}: {error}", file=sys.stderr)
         MPI.COMM_WORLD.Abort(error.exit_code)
@@ -69,10 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     if outcome.summary is not None:
         status.finish()
         print(format_summary(outcome.summary), flush=True)
-        if args.summary_json:
-            args.summary_json.write_text(json.dumps(outcome.summary, indent=2) + "\n")
         for message in outcome.summary["errors"]:
             print(f"monitor: error: {message}", file=sys.stderr)
+        if outcome.summary["lost_ranks"]:
+            print(f"monitor: error: rank(s) {', '.join(map(str, outcome.summary['lost_ranks']))} lost "
+                  "(frozen or dead): the job ends with MPI_Abort", file=sys.stderr, flush=True)
+    if outcome.abort:
+        MPI.COMM_WORLD.Abort(outcome.exit_code)
     return outcome.exit_code
 
 
