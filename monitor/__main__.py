@@ -7,10 +7,16 @@ configuration, 1 for anything that went wrong during the run.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
 from pathlib import Path
 
 __all__ = ["main"]
+
+ABORT_GRACE_S = 0.5
+"""Before ``MPI_Abort``, time for the launcher to forward what this rank printed: Hydra drops the
+output still in its pipes when it kills the job, and the summary would be lost with it."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,9 +80,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"monitor: error: rank(s) {', '.join(map(str, outcome.summary['lost_ranks']))} lost "
                   "(frozen or dead): the job ends with MPI_Abort", file=sys.stderr, flush=True)
     if outcome.abort:
+        time.sleep(ABORT_GRACE_S)
         MPI.COMM_WORLD.Abort(outcome.exit_code)
     return outcome.exit_code
 
 
+def _exit(code: int) -> None:
+    """Leave at once once MPI is finalized and every file is closed: tearing down the interpreter
+    (numba, matplotlib, Qt) took over a second under load, and a stop must end every rank in 3 s."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())

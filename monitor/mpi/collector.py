@@ -137,7 +137,6 @@ class _Collector:
         self._phase: Phase = "running"
         self._phase_since = self._started
         self._finished: set[int] = set()
-        self._acquisition_open = False
         self._last_end: tuple[Any, ...] | None = None
 
     # -- the loop ---------------------------------------------------------------
@@ -164,6 +163,10 @@ class _Collector:
                 self.fail(f"rank {self._layout.rank} (collector): {type(error).__name__}: {error}")
         return self.report
 
+    @property
+    def _acquisition_open(self) -> bool:
+        return self.report.acquisitions_started > self.report.acquisitions_ended
+
     def _every_worker_done(self) -> bool:
         return all(state.bye is not None or state.lost for state in self._workers.values())
 
@@ -182,8 +185,6 @@ class _Collector:
             self._note_event()
         elif kind == "start":
             self.report.acquisitions_started += 1
-            self._acquisition_open = True
-            self._last_end = None
             self._last_activity = time.monotonic()
         elif kind == "end":
             self._end_of_acquisition(message.source, values)
@@ -238,12 +239,13 @@ class _Collector:
         """One worker saw the end message; the others may still hold frames sent before it."""
         self._last_activity = time.monotonic()
         counts = (values.get("frames_sent"), sorted(values.get("frames_per_port", {}).items()))
-        if counts == self._last_end:  # PSI: an operator can make the receiver send the end again
+        if counts == self._last_end and not self._acquisition_open:
+            # PSI: an operator can make the receiver send the end again.  Starts and ends reach the
+            # collector through different workers, so "open" is counted, not taken from the order.
             self.report.duplicate_ends += 1
             log.info("a repeated end message (same counts, no new start) was ignored")
             return
         self._last_end = counts
-        self._acquisition_open = False
         self.report.acquisitions_ended += 1
         frames_sent = values.get("frames_sent")
         if frames_sent is not None:
@@ -285,10 +287,12 @@ class _Collector:
         self._phase, self._phase_since = phase, time.monotonic()
 
     def _start_drain(self) -> None:
+        log.debug("draining the workers")
         self._enter("draining")
         self._control.send(self._alive(), "drain")
 
     def _send_stop(self) -> None:
+        log.debug("telling the workers to stop")
         self._enter("stopping")
         self._control.send(self._alive(), "stop")
 
@@ -310,7 +314,7 @@ class _Collector:
         handled = self.report.events_collected + self.report.events_failed
         all_in = expected is None or handled >= expected
         drained = all(self._workers[rank].drained for rank in self._alive())
-        if drained and all_in:
+        if drained and (all_in or self.report.lost_ranks):  # the missing frames went with the lost rank
             self._send_stop()
         elif quiet > self._run.drain_timeout_s:
             if not all_in:

@@ -69,7 +69,9 @@ def run(config: MonitorConfig, *, print_status: StatusPrinter, comm: MPI.Comm | 
         print_status=print_status, workers_may_start=lambda: _quiet_barrier(comm),
         open_outputs=lambda: _open_outputs(config), checkpoints=[summary_json] if summary_json else [],
     )
+    log.debug("every worker has said its last word")
     handler_summary = handler.end_event_handling_on_collecting_node(node_rank=layout.rank, node_pool_size=layout.size)
+    log.debug("the source has ended")
     report = collector.report
     summary = {
         **collector.summary_figures(handler_figures=handler_summary, complete=True),
@@ -83,6 +85,7 @@ def run(config: MonitorConfig, *, print_status: StatusPrinter, comm: MPI.Comm | 
     if outputs is not None:
         summary["output_dir"] = str(outputs.run_dir)
         exit_code = _close_outputs(outputs, summary) or exit_code
+    log.debug("outputs closed")
     if summary_json is not None:
         write_json_atomically(summary_json, {"state": "complete", **summary})
     if report.lost_ranks:

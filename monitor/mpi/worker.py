@@ -73,7 +73,7 @@ class _Worker:
         self._exit_code: int | None = None
         self._draining_idles: int | None = None
         self._signals_forwarded = 0
-        self._skipped = RateLimitedLog(log, interval_s=5.0)
+        self._skipped = RateLimitedLog(log, interval_s=5.0, burst=3)
 
     def run(self) -> int:
         """Work until the collector says stop; return the run's exit code."""
@@ -88,6 +88,7 @@ class _Worker:
         if not self._stopped:
             self._wait_for("stop")
         self._pipeline.end_processing_on_processing_node(**self._ranks)
+        self._skipped.flush(f"events skipped on rank {self._layout.rank}")
         self.stats.wall_s = time.monotonic() - self._started[0]
         self.stats.cpu_s = time.process_time() - self._started[1]
         self._outbox.send("bye", asdict(self.stats))
