@@ -7,7 +7,6 @@ configuration, 1 for anything that went wrong during the run.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -85,13 +84,5 @@ def main(argv: list[str] | None = None) -> int:
     return outcome.exit_code
 
 
-def _exit(code: int) -> None:
-    """Leave at once once MPI is finalized and every file is closed: tearing down the interpreter
-    (numba, matplotlib, Qt) took over a second under load, and a stop must end every rank in 3 s."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
 if __name__ == "__main__":
-    _exit(main())
+    sys.exit(main())

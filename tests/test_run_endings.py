@@ -210,5 +210,6 @@ def test_an_output_folder_that_cannot_be_created_is_a_configuration_error(config
     out, err = finish(monitor, timeout=60)
     assert monitor.returncode == 2
     errors = [line for line in err.splitlines() if line.startswith("monitor: error:")]
-    assert errors == [f"monitor: error: rank 0 (collector): outputs.output_dir: cannot create a run folder in "
-                      f"{blocker / 'runs'}: [Errno 20] Not a directory: '{blocker}'"], err
+    assert len(errors) == 1, err
+    assert f"outputs.output_dir: cannot create a run folder in {blocker / 'runs'}: " in errors[0]
+    assert "Not a directory" in errors[0]
