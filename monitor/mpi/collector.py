@@ -415,8 +415,10 @@ class _Collector:
         """The summary as it stands, where the final one will be: a killed run still leaves it."""
         if not self.checkpoints:
             return
-        document = {"state": state, **self.summary_figures(handler_figures=self._handler.collecting_node_status(),
-                                                           complete=False)}
+        document = {"state": state, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "checkpoint": "the run had not ended when this was written: its figures stop here, and "
+                                  "frames still in flight (accounting.in_flight) are neither counted nor lost",
+                    **self.summary_figures(handler_figures=self._handler.collecting_node_status(), complete=False)}
         for path in self.checkpoints:
             write_json_atomically(path, document)
 
