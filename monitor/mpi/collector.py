@@ -64,7 +64,7 @@ RATE_WINDOW_S = 2.0
 """events/s in the status line is measured over this trailing window."""
 
 OTHERS_WORKING_S = 1.5
-"""A worker's silence is worth a warning only while another one was heard this recently."""
+"""A worker's silence is worth a warning only while another one handled an event this recently."""
 
 Phase = Literal["running", "ending_source", "draining", "stopping"]
 
@@ -97,6 +97,9 @@ class _WorkerState:
     """What the collector knows of one worker."""
 
     last_seen: float
+    last_event: float = 0.0
+    ready: bool = False
+    """Initialized (numba kernels compiled, sockets connected): only then is its silence news."""
     pid: int | None = None
     host: str | None = None
     results: int = 0
@@ -179,10 +182,14 @@ class _Collector:
         self._heard_from(message.source)
         if kind == "result":
             self._workers[message.source].results += 1
+            self._workers[message.source].last_event = time.monotonic()
             self._collect(message)
         elif kind == "skipped":
+            self._workers[message.source].last_event = time.monotonic()
             self.report.events_failed += 1
             self._note_event()
+        elif kind == "ready":
+            self._workers[message.source].ready = True
         elif kind == "start":
             self.report.acquisitions_started += 1
             self._last_activity = time.monotonic()
@@ -366,9 +373,9 @@ class _Collector:
         for rank in self._alive():
             state = self._workers[rank]
             silent = now - state.last_seen
-            others_working = any(now - other.last_seen < OTHERS_WORKING_S
+            others_working = any(now - other.last_event < OTHERS_WORKING_S
                                  for other_rank, other in self._workers.items() if other_rank != rank)
-            if silent > self._run.silent_worker_warning_s and not state.named_silent and (
+            if silent > self._run.silent_worker_warning_s and state.ready and not state.named_silent and (
                     others_working or self._phase != "running"):
                 state.named_silent = True
                 log.warning("rank %d%s has said nothing for %.0f s while the others work (frozen, dead, or "

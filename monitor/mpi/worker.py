@@ -81,6 +81,7 @@ class _Worker:
         try:
             self._handler.initialize_event_handling_on_processing_node(**self._ranks)
             self._pipeline.initialize_processing_node(**self._ranks)
+            self._outbox.send("ready")  # from here on, its silence means something
             self._consume_events()
         except Exception as error:  # any failure ends the whole job, reported once, by the collector
             log.debug("worker failed", exc_info=True)
