@@ -213,3 +213,41 @@ def test_an_output_folder_that_cannot_be_created_is_a_configuration_error(config
     assert len(errors) == 1, err
     assert f"outputs.output_dir: cannot create a run folder in {blocker / 'runs'}: " in errors[0]
     assert "Not a directory" in errors[0]
+
+
+def test_a_killed_worker_leaves_a_checkpointed_summary_and_no_process_behind(config_factory, tmp_path):
+    """MPICH's launcher kills the whole job when one rank dies: what survives is the checkpoint."""
+    config = config_factory({"data_retrieval_layer": {"simulator": {"frames": 100000, "rate_hz": 200}},
+                             "processing_layer": LIGHT, "monitor": {"checkpoint_interval_s": 0.5}})
+    summary_file = tmp_path / "summary.json"
+    monitor = start(4, config, summary_file)
+    victim = rank_pid(config, 2)
+    wait_for_frames(monitor)
+    time.sleep(1.5)
+    os.kill(victim, signal.SIGKILL)
+    finish(monitor, timeout=60)
+    assert monitor.returncode != 0
+    checkpoint = json.loads(summary_file.read_text())
+    assert checkpoint["state"] == "running" and checkpoint["accounting"]["processed"] > 0
+    (run_dir,) = (tmp_path / "output").iterdir()
+    assert json.loads((run_dir / "summary.json").read_text())["state"] == "running"
+    deadline = time.monotonic() + 10  # the assembler and the simulator follow their parent
+    while time.monotonic() < deadline and _processes_of(config):
+        time.sleep(0.2)
+    assert _processes_of(config) == []
+
+
+def _processes_of(config: Path) -> list[int]:
+    """Every process started for this run: the ranks (named by the config) and the children they
+    started (named by its ports)."""
+    ports = [part for part in config.read_text().split() if part.startswith("tcp://127.0.0.1:")]
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if entry.name.isdigit() and "monitor" in command and (
+                str(config) in command or any(port.strip("[],") in command for port in ports)):
+            found.append(int(entry.name))
+    return found

@@ -414,7 +414,7 @@ class _Collector:
             self.tick_outputs(now)
         if now >= self._next_checkpoint:
             self._next_checkpoint = now + self._run.checkpoint_interval_s
-            self._checkpoint("running")
+            self._checkpoint("running" if self._phase == "running" else "stopping")
 
     # -- figures -------------------------------------------------------------------
 
