@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 SIMULATOR = "simulator"
 """The ``source`` value that makes the monitor start its own simulated detector."""
 
+ZMQ_SIZE_LIMIT_FACTOR = 16
+"""ZMQ's hard message-size limit on a worker's socket, in units of ``max_message_bytes``."""
+
 ASSEMBLER = "assembler"
 """The ``source`` value that makes the monitor start its frame assembler on the receivers' streams."""
 
@@ -62,8 +65,9 @@ class DataRetrievalLayerParameters(BaseModel):
     receive_hwm: int = Field(default=8, ge=1)
     """Frames queued per worker; the sender blocks (or hands frames to other workers) past it."""
     max_message_bytes: int = Field(default=64 << 20, ge=1 << 20)
-    """A larger message is counted as failed, unread.  Not ZMQ's MAXMSGSIZE: that drops the
-    whole connection, and with it the good frames queued behind the large one."""
+    """A larger message is counted as failed, unread.  ZMQ's own limit (MAXMSGSIZE, which drops
+    the whole connection and the good frames queued behind the large one) is set only at 16
+    times this, as the last bound on memory: ``receive_hwm`` messages of at most that size."""
     simulator: SimulatorParameters = SimulatorParameters()
     """Used when ``source`` is ``simulator``: the collector rank starts it."""
     assembler: AssemblerParameters | None = None
@@ -276,6 +280,7 @@ class Jungfrau1MZmqDataEventHandler:
         self._context = zmq.Context()
         socket = self._context.socket(zmq.PULL)
         socket.setsockopt(zmq.RCVHWM, self._parameters.receive_hwm)
+        socket.setsockopt(zmq.MAXMSGSIZE, ZMQ_SIZE_LIMIT_FACTOR * self._parameters.max_message_bytes)
         socket.setsockopt(zmq.LINGER, 0)
         socket.connect(self._parameters.url)
         self._socket = socket
