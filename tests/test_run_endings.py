@@ -153,6 +153,7 @@ def test_a_frozen_worker_is_named_and_the_run_ends_without_it(config_factory, tm
     assert summary["lost_ranks"] == [2] and "rank 2" in err and "lost" in err
     accounting = assert_balanced(summary, sent=1200)
     assert set(accounting["dropped"]) <= {"worker_lost"}
+    assert "Run summary" in out  # printed before the job was aborted
 
 
 def _module(frame: int, index: int, *, det_type: int = wire.JUNGFRAU) -> list:
