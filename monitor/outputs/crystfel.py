@@ -46,8 +46,8 @@ NOTES = "HIT-FILES.txt"
 
 def _experiment_lines(experiment: Experiment) -> dict[str, str]:
     return {
-        "photon_energy": f"{experiment.photon_energy_ev:.6g} eV",
-        "clen": f"{experiment.detector_distance_m:.6g} m",
+        "photon_energy": f"{experiment.photon_energy_ev:.6g}  ; eV",  # units as comments: cfelpyutils reads no units
+        "clen": f"{experiment.detector_distance_m:.6g}  ; m",
         "adu_per_photon": "1",
     }
 
@@ -118,9 +118,10 @@ def write_notes(run_dir: Path, *, compression: str) -> Path:
         f"    indexamajig -i {run_dir.resolve() / FILE_LIST} -g {run_dir.resolve() / GEOMETRY} --peaks=cxi "
         f"-o {run_dir.name}.stream -j 4\n\n"
         f"{FILE_LIST} lists every closed file; each is a complete HDF5 file. A file that is not\n"
-        f"listed is still being written, or was when the monitor was killed (SIGKILL, power):\n"
-        f"    h5clear -s FILE        (Debian's hdf5-tools) clears its open-for-writing flag;\n"
-        f"    h5dump -H FILE         then shows what it holds (hits after its last write may be lost).\n"
+        f"listed is still being written, or was when the monitor was killed (SIGKILL, power). It is\n"
+        f"flushed after each hit, so h5py and h5dump read it as it is, up to its last hit; only a\n"
+        f"kill in the middle of writing a hit can leave it damaged: then try\n"
+        f"    h5clear -s FILE        (Debian's hdf5-tools), or set that one file aside.\n"
     )
     path = run_dir / NOTES
     _replace(path, text)

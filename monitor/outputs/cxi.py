@@ -180,6 +180,10 @@ class CXIFile:
         """
         return self._frames.id.get_storage_size() + self._mask.id.get_storage_size()
 
+    def flush(self) -> None:
+        """Write the file's metadata as it stands: after a crash the file holds the hits up to here."""
+        self._file.flush()
+
     def close(self) -> None:
         """Close the file: from now on a complete, plain HDF5 file any reader opens."""
         self._file.close()

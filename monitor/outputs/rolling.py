@@ -60,6 +60,8 @@ class RollingHitFiles:
         p = self._parameters
         if cxi.n_hits >= p.max_hits_per_file or cxi.size_bytes() >= p.max_file_size_mb * 1e6:
             self.close()
+        else:
+            cxi.flush()
         return cxi.path
 
     def roll_if_old(self, now: float | None = None) -> Path | None:
