@@ -212,7 +212,7 @@ CRYSTFEL_MASK_BAD = 1
 
 def write_crystfel_mask(path: Path, bad_pixels: np.ndarray) -> None:
     """The bad-pixel mask as a geometry's ``mask_file`` names it: ``/mask``, uint16, 1 = bad."""
-    import h5py
+    from monitor.outputs.hdf5_filters import h5py
 
     with h5py.File(path, "w", libver=("v108", "v110")) as mask:
         dataset = mask.create_dataset(CRYSTFEL_MASK_DATASET,

@@ -212,8 +212,9 @@ def h5dump_reads(path: Path) -> bool:
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGKILL])
 def test_every_file_is_readable_after_the_writer_is_stopped(tmp_path: Path, stop_signal: int) -> None:
-    process = subprocess.Popen([sys.executable, "-c", _WRITE_UNTIL_KILLED, str(tmp_path)],
-                               stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1])
+    process = subprocess.Popen([sys.executable, "-c", _WRITE_UNTIL_KILLED, str(tmp_path)], stdout=subprocess.PIPE,
+                               text=True, cwd=Path(__file__).parents[1],  # in a shell set up for h5dump as README says:
+                               env={**os.environ, "HDF5_PLUGIN_PATH": hdf5plugin.PLUGIN_PATH})
     try:
         assert process.stdout.readline().strip() == "written"
         os.kill(process.pid, stop_signal)

@@ -21,10 +21,9 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-import hdf5plugin
-
 from monitor.outputs.cxi import MASK_INVALID
 from monitor.outputs.experiment import Experiment
+from monitor.outputs.hdf5_filters import hdf5plugin
 from sources.geometry import with_global_lines
 
 __all__ = [

@@ -35,11 +35,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import h5py
-import hdf5plugin
 import numpy as np
 
 from monitor.outputs.experiment import Experiment
+from monitor.outputs.hdf5_filters import h5py, hdf5plugin
 from monitor.outputs.parameters import Compression
 from monitor.processing.protocol import ProcessedEvent
 
