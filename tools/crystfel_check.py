@@ -134,7 +134,8 @@ def main() -> int:
         })
         summary_file = work / "summary.json"
         monitor = subprocess.Popen([str(MPIRUN), "-n", str(args.ranks), sys.executable, "-m", "monitor", str(config),
-                                    "-q", "--summary-json", str(summary_file)], env=env, stdin=subprocess.DEVNULL)
+                                    "-q", "--summary-json", str(summary_file)], env=env, stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL)
         time.sleep(3)  # the run folder and its live-feed.geom exist once the collector has started
         run_dir = max((work / "output").glob("run-*"))
         feed_stream = work / "feed.stream"
