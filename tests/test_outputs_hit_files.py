@@ -93,6 +93,7 @@ def test_files_close_after_max_hits_and_are_listed_as_they_close(tmp_path: Path)
     writer = HitFiles(parameters=HitFileParameters(max_hits_per_file=3, compression="none", max_peaks=8),
                       experiment=EXPERIMENT)
     writer.open(run_dir=tmp_path)
+    time.sleep(1.2)  # the writer thread waits through idle spells (it checks the file's age) before hits come
     hits = [hit_with_mask(i, n_peaks=3) for i in range(10)]
     for hit in hits[:7]:
         writer.on_result(hit)

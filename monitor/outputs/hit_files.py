@@ -31,8 +31,8 @@ __all__ = ["HitFiles"]
 
 log = logging.getLogger(__name__)
 
-_STOP = None
-"""Queued by :meth:`HitFiles.close` behind the last hit."""
+_STOP = ProcessedEvent(values={"stop": True})
+"""Queued by :meth:`HitFiles.close` behind the last hit (compared by identity)."""
 
 _AGE_CHECK_S = 0.5
 """The writer thread wakes this often, hits or not, to close a file that has grown old."""
@@ -44,7 +44,7 @@ class HitFiles:
     def __init__(self, *, parameters: HitFileParameters, experiment: Experiment) -> None:
         self._parameters = parameters
         self._experiment = experiment
-        self._queue: queue.Queue[ProcessedEvent | None] = queue.Queue(maxsize=parameters.queue_size)
+        self._queue: queue.Queue[ProcessedEvent] = queue.Queue(maxsize=parameters.queue_size)
         self._thread: threading.Thread | None = None
         self._run_dir = Path()
         self._files: RollingHitFiles | None = None
@@ -103,7 +103,12 @@ class HitFiles:
     def close(self, *, summary: dict[str, Any]) -> None:
         if self._thread is None:
             return
-        self._queue.put(_STOP)
+        while self._thread.is_alive():  # a writer that died cannot take the stop: never wait for it
+            try:
+                self._queue.put(_STOP, timeout=0.1)
+                break
+            except queue.Full:
+                continue
         self._thread.join()
         self._thread = None
         with self._list_lock:
@@ -128,9 +133,9 @@ class HitFiles:
         try:
             while True:
                 try:
-                    hit = self._queue.get(timeout=_AGE_CHECK_S)
+                    hit: ProcessedEvent | None = self._queue.get(timeout=_AGE_CHECK_S)
                 except queue.Empty:
-                    hit = None
+                    hit = None  # no hit for a while: only the file's age is checked
                 if hit is _STOP:
                     return
                 closed_before = len(files.closed)
@@ -145,7 +150,8 @@ class HitFiles:
     def _write(self, files: RollingHitFiles, hit: ProcessedEvent) -> None:
         try:
             files.write(hit)
-        except (OSError, ValueError) as error:
+        except Exception as error:  # whatever one hit does, the thread goes on with the next
+            log.debug("hit not written", exc_info=True)
             self._failed_here += 1
             if self._failed_here == 1:
                 log.error("hit %s not written (later failures only counted): %s", hit.values.get("event_id"), error)
