@@ -34,7 +34,7 @@ def test_a_written_hit_goes_on_without_frame_and_mask_but_with_its_file(tmp_path
 
     name = f"{tmp_path.name}-hits-r03-0000.cxi"
     assert [result.values.get("hit_file") for result in sent] == [name, name, None]
-    assert "frame" in sent[0].arrays and "valid" not in sent[0].arrays  # the first is the viewer's preview
+    assert "frame" in sent[0].arrays and "valid" in sent[0].arrays  # the first is the viewer's and feed's preview
     assert "frame" not in sent[1].arrays and "valid" not in sent[1].arrays  # within the preview interval
     assert "frame" in sent[2].arrays and "valid" not in sent[2].arrays  # a non-hit frame is the pipeline's own
     np.testing.assert_array_equal(sent[1].arrays["peak_x"], second.arrays["peak_x"])  # peaks still go on

@@ -11,8 +11,8 @@ result's ``values``:
 * ``hit_file_error``: why a hit could not be written (it is counted as failed);
 * ``hit_files_closed``: files closed since the worker's last result, complete.
 
-Every ``preview_interval_s`` a written hit keeps its frame, so the viewer and
-the live feed still see recent hits.  Wiring: the collector shares the run
+Every ``preview_interval_s`` a written hit keeps its frame and mask, so the
+viewer and the live feed still see recent hits.  Wiring: the collector shares the run
 folder at start-up (:func:`share_run_dir`, a broadcast every rank makes) and a
 worker's pipeline is wrapped by :func:`writing_hits`.
 """
@@ -93,8 +93,7 @@ class WorkerHitWriter:
         self.written += 1
         values["hit_file"] = path.name
         if now - self._last_preview >= self._preview_interval_s:
-            self._last_preview = now
-            arrays.pop("valid", None)
+            self._last_preview = now  # frame and mask go on: the viewer and the live feed (NaN pixels) use them
         else:
             for name in FRAME_ARRAYS:
                 arrays.pop(name, None)
