@@ -81,7 +81,7 @@ def check_files(indexamajig: str, run_dir: Path, work: Path, env: dict[str, str]
         stream = work / f"files-{'revalidated' if revalidate else 'all'}.stream"
         command = [indexamajig, "-i", str(run_dir / "files.lst"), "-g", str(run_dir / "detector.geom"),
                    "--peaks=cxi", "--indexing=none", "-j", "2", "-o", str(stream)]
-        done = subprocess.run(command + ([] if revalidate else ["--no-revalidate"]), env=env,
+        done = subprocess.run(command + ([] if revalidate else ["--no-revalidate"]), env=env, cwd=work,
                               capture_output=True, text=True, timeout=1800)
         if done.returncode != 0:
             print(f"indexamajig on the files failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
@@ -142,7 +142,7 @@ def main() -> int:
         feed = subprocess.Popen([args.indexamajig, f"--zmq-input={feed_url}", "--zmq-request=next",
                                  "--data-format=msgpack", "-g", str(run_dir / "live-feed.geom"), "--peaks=msgpack",
                                  "--no-revalidate", "--indexing=none", "-j", "2", "-o", str(feed_stream)],
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if monitor.wait(timeout=1800) != 0:
             feed.kill()
             print(f"monitor run failed (exit {monitor.returncode})")
