@@ -13,13 +13,14 @@ from monitor.outputs.hit_files import HitFiles
 from monitor.outputs.parameters import HitFileParameters, OutputParameters
 from monitor.outputs.synthetic import synthetic_event
 from monitor.outputs.worker_hits import HitWritingPipeline, WorkerHitWriter, writing_hits
+from monitor.processing.protocol import ProcessedEvent
 from sources.geometry import default_geometry_path
 
 SHAPE = (64, 96)
 EXPERIMENT = Experiment(photon_energy_ev=12400.0, detector_distance_m=0.12, geometry_path=default_geometry_path())
 
 
-def event(event_id: int, *, is_hit: bool) -> object:
+def event(event_id: int, *, is_hit: bool) -> ProcessedEvent:
     result = synthetic_event(event_id, is_hit=is_hit, shape=SHAPE)
     result.arrays["valid"] = np.ones(SHAPE, dtype=bool)
     return result
@@ -93,7 +94,7 @@ class _Pipeline:
     def __init__(self) -> None:
         self.ended = False
 
-    def process_data(self, *, node_rank: int, node_pool_size: int, data: dict) -> object:
+    def process_data(self, *, node_rank: int, node_pool_size: int, data: dict) -> ProcessedEvent:
         return event(data["event_id"], is_hit=True)
 
     def end_processing_on_processing_node(self, *, node_rank: int, node_pool_size: int) -> None:
@@ -118,3 +119,15 @@ def test_a_workers_pipeline_writes_its_hits_only_when_workers_are_the_writers(tm
     assert inner.ended
     with h5py.File(tmp_path / result.values["hit_file"], "r") as cxi:  # closed at the end: complete
         assert cxi["entry_1/event_id"][()].tolist() == [7]
+
+
+def test_a_lost_workers_unfinished_file_is_left_out_of_the_list_and_named(tmp_path: Path, caplog) -> None:
+    collector = HitFiles(parameters=HitFileParameters(), experiment=EXPERIMENT)
+    collector.open(run_dir=tmp_path)
+    in_flight = tmp_path / "run-hits-r04-0000.cxi"  # its worker was killed in the middle of a write
+    in_flight.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
+    collector.on_result(ProcessedEvent(values={"is_hit": True, "hit_file": in_flight.name}))
+    collector.close(summary={})
+    assert (tmp_path / "files.lst").read_text() == ""
+    assert collector.counters()["hits_written"] == 1
+    assert f"{in_flight.name} is not a complete HDF5 file" in caplog.text and "h5clear" in caplog.text

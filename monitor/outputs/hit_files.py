@@ -21,8 +21,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from monitor.outputs.crystfel import GEOMETRY, hit_file_geometry, write_file_list, write_notes
+from monitor.outputs.crystfel import FILE_LIST, GEOMETRY, hit_file_geometry, write_file_list, write_notes
 from monitor.outputs.experiment import Experiment
+from monitor.outputs.hdf5_filters import h5py
 from monitor.outputs.parameters import HitFileParameters
 from monitor.outputs.rolling import RollingHitFiles
 from monitor.processing.protocol import ProcessedEvent
@@ -112,7 +113,21 @@ class HitFiles:
         self._thread.join()
         self._thread = None
         with self._list_lock:
-            write_file_list(self._run_dir, [path.name for path in self.paths])
+            here = {path.name for path in self._files.closed}
+            write_file_list(self._run_dir, self._listed | here | set(self._complete(self._seen - self._listed)))
+
+    def _complete(self, names: set[str]) -> list[str]:
+        """Of the workers' files never announced closed, those that open: a worker closes its last one as it
+        ends, but a worker that was lost (killed, frozen) may have left its file in flight unfinished."""
+        complete = []
+        for name in sorted(names):
+            try:
+                with h5py.File(self._run_dir / name, "r"):
+                    complete.append(name)
+            except OSError as error:
+                log.warning("%s is not a complete HDF5 file (%s): left out of %s; try h5clear -s on it",
+                            name, error, FILE_LIST)
+        return complete
 
     def counters(self) -> dict[str, int]:
         return {
@@ -124,6 +139,7 @@ class HitFiles:
         }
 
     def _update_file_list(self, closed: list[str]) -> None:
+        """Add ``closed`` files (names) to ``files.lst``, at once."""
         with self._list_lock:
             self._listed.update(closed)
             write_file_list(self._run_dir, self._listed)
