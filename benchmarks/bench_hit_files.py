@@ -47,8 +47,8 @@ def monitor_run(hit_files: dict, simulator: dict) -> dict:
         return result
 
 
-def collector_cpu_s(summary: dict) -> float:
-    return next(rank["cpu_s"] for rank in summary["per_rank"] if rank["role"] == "collector")
+def collector(summary: dict) -> dict:
+    return next(rank for rank in summary["per_rank"] if rank["role"] == "collector")
 
 
 def writer_rate(count: int = 100) -> float:
@@ -72,13 +72,13 @@ def main() -> None:
         "workers write": monitor_run({"writer": "workers"}, simulator),
         "collector writes": monitor_run({"writer": "collector"}, simulator),
     }
-    base = collector_cpu_s(runs["no hit files"])
+    base = collector(runs["no hit files"])["cpu_s"]
     print(f"collector CPU, {FRAMES} frames, {RANKS} ranks (CPU-s; per hit over the run without files):")
     for name, summary in runs.items():
-        cpu, hits = collector_cpu_s(summary), summary["hits"]
-        extra = f"{(cpu - base) / hits * 1e3:+6.2f} ms/hit" if name != "no hit files" else ""
-        print(f"  {name:18s} {cpu:6.2f} CPU-s, {hits} hits, written {summary['outputs'].get('hits_written', 0):4d} "
-              f"{extra}")
+        rank, hits = collector(summary), summary["hits"]
+        extra = f"{(rank['cpu_s'] - base) / hits * 1e3:+6.2f} ms/hit" if name != "no hit files" else ""
+        print(f"  {name:18s} {rank['cpu_s']:6.2f} CPU-s in {rank['wall_s']:5.1f} s, {hits} hits, written "
+              f"{summary['outputs'].get('hits_written', 0):4d} {extra}")
     print(f"one writer, 1024x1024 float32 hits with mask, bitshuffle-lz4: {writer_rate():6.0f} hits/s")
     every_frame = monitor_run({"writer": "workers"}, {"frames": 1000, "rate_hz": 2000, "hit_fraction": 1.0})
     rate = every_frame["outputs"]["hits_written"] / every_frame["wall_time_s"]
