@@ -1,5 +1,8 @@
 """A real monitor run's hit files, as Debian's HDF5 1.10 tools (h5ls, h5dump) and CrystFEL's inputs see them.
 
+A SIGKILL of a worker or of the collector mid-run leaves every file
+``files.lst`` lists readable by h5py and h5dump.
+
 The monitor runs under mpirun as shipped (workers write their own hits), on
 the simulator; its files are then read by the system's ``h5ls``/``h5dump``
 (package hdf5-tools: HDF5 1.10 on Debian bookworm), frames, mask and peaks,
@@ -15,7 +18,9 @@ import os
 import re
 import shutil
 import subprocess
+import signal
 import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -125,3 +130,53 @@ def test_h5dump_reads_the_same_frames_mask_and_peaks_as_h5py(run) -> None:
                                                 count=f"1,{n_peaks[0]}"), peak_x)
     np.testing.assert_array_equal(h5dump_values(path, "/entry_1/result_1/peakTotalIntensity", "<f4",
                                                 start="0,0", count=f"1,{n_peaks[0]}"), peak_intensity)
+
+
+def rank_pids(config: Path) -> dict[int, int]:
+    """MPI rank -> pid of the monitor ranks started with ``config`` (their PMI_RANK)."""
+    ranks = {}
+    for process in Path("/proc").glob("[0-9]*"):
+        try:
+            command = (process / "cmdline").read_bytes().split(b"\0")
+            environ = (process / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        rank = [item[len(b"PMI_RANK="):] for item in environ if item.startswith(b"PMI_RANK=")]
+        if str(config).encode() in command and b"monitor" in command and rank:
+            ranks[int(rank[0])] = int(process.name)
+    return ranks
+
+
+@pytest.mark.parametrize("victim", ["worker", "collector"])
+def test_a_sigkilled_rank_leaves_every_listed_hit_file_readable(tmp_path: Path, victim: str) -> None:
+    from helpers import write_config
+
+    config = write_config(tmp_path, {"data_retrieval_layer": {"simulator": {"frames": 100000, "rate_hz": 200}},
+                                     "outputs": {"hit_files": {"max_hits_per_file": 5}}})
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    monitor = subprocess.Popen([str(MPIRUN), "-n", "3", sys.executable, "-m", "monitor", str(config), "-q"],
+                               env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        lists: list[Path] = []
+        while time.monotonic() < deadline and not any(len(listed_files(path.parent)) >= 4 for path in lists):
+            time.sleep(0.5)
+            lists = list((tmp_path / "output").glob("run-*/files.lst"))
+        assert lists, "no run folder"
+        run_dir = lists[0].parent
+        assert len(listed_files(run_dir)) >= 4, "fewer than 4 hit files closed in 120 s"
+        ranks = rank_pids(config)
+        assert set(ranks) == {0, 1, 2}  # rank 0 collects (collector_rank: first), 1 and 2 write hits
+        os.kill(ranks[2 if victim == "worker" else 0], signal.SIGKILL)
+        assert monitor.wait(timeout=120) != 0  # the run ends by itself, and says it lost a rank
+    finally:
+        monitor.kill()
+        monitor.wait()
+    files = listed_files(run_dir)
+    assert len(files) >= 4
+    for path in files:
+        with h5py.File(path, "r") as cxi:
+            assert cxi["entry_1/event_id"].shape[0] >= 1
+        if shutil.which("h5dump"):
+            tool("h5dump", "-d", "/entry_1/event_id", str(path))
