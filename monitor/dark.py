@@ -212,9 +212,10 @@ CRYSTFEL_MASK_BAD = 1
 
 def write_crystfel_mask(path: Path, bad_pixels: np.ndarray) -> None:
     """The bad-pixel mask as a geometry's ``mask_file`` names it: ``/mask``, uint16, 1 = bad."""
+    from monitor.outputs.cxi import LIBVER
     from monitor.outputs.hdf5_filters import h5py
 
-    with h5py.File(path, "w", libver=("v108", "v110")) as mask:
+    with h5py.File(path, "w", libver=LIBVER) as mask:
         dataset = mask.create_dataset(CRYSTFEL_MASK_DATASET,
                                       data=np.where(bad_pixels, CRYSTFEL_MASK_BAD, 0).astype(np.uint16))
         dataset.attrs["bad_bits"] = np.uint16(CRYSTFEL_MASK_BAD)
