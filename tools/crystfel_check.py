@@ -111,6 +111,15 @@ def check_files(indexamajig: str, run_dir: Path, work: Path, env: dict[str, str]
     return ok
 
 
+def stop_group(process: subprocess.Popen) -> None:
+    """End indexamajig and the worker processes it forked (its own session), if any are left."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
 def wait_for_run_dir(output: Path, monitor: subprocess.Popen, timeout_s: float = 120) -> Path | None:
     """The run folder, once the collector has opened its outputs (its live-feed.geom is there)."""
     deadline = time.monotonic() + timeout_s
@@ -155,20 +164,22 @@ def main() -> int:
         feed = subprocess.Popen([args.indexamajig, f"--zmq-input={feed_url}", "--zmq-request=next",
                                  "--data-format=msgpack", "-g", str(run_dir / "live-feed.geom"), "--peaks=msgpack",
                                  "--no-revalidate", "--indexing=none", "-j", "2", "-o", str(feed_stream)],
-                                env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)  # its worker processes go with it, below
         if monitor.wait(timeout=1800) != 0:
-            feed.kill()
+            stop_group(feed)
             print(f"monitor run failed (exit {monitor.returncode})")
             return 1
         served = json.loads((run_dir / "summary.json").read_text())["outputs"]["feed_hits_served"]
         deadline = time.monotonic() + 60
         while len(read_stream(feed_stream)) < served and time.monotonic() < deadline:
             time.sleep(1)
-        feed.send_signal(signal.SIGINT)
+        os.killpg(feed.pid, signal.SIGINT)
         try:
             feed.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            feed.kill()
+            os.killpg(feed.pid, signal.SIGKILL)
+        stop_group(feed)
         feed_chunks = read_stream(feed_stream)
         summary = json.loads(summary_file.read_text())
         feed_ok = len(feed_chunks) == served
