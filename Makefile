@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_science.py
 	$(PY) benchmarks/bench_assembler.py
 	$(PY) benchmarks/bench_viewer_stall.py
+	$(PY) benchmarks/bench_hit_files.py
 
 clean:
 	rm -rf $(VENV) output build *.egg-info

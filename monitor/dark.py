@@ -12,6 +12,9 @@ It writes what :mod:`sources.calibration` reads:
 
 * ``pedestal_m{i}.npy``: float32 (3, 512, 1024), ADC mean per gain stage, per module;
 * ``bad_pixels.npy``: bool (rows, 1024), True = bad;
+* ``bad_pixels.h5``: the same mask for CrystFEL, ``/mask`` uint16 (rows, 1024),
+  1 = bad, named in a geometry by ``mask_file = bad_pixels.h5``, ``mask = /mask``,
+  ``mask_good = 0x0``, ``mask_bad = 0x1`` (HDF5 1.8/1.10 format, uncompressed);
 * ``dark_summary.json``: frames per stage, median noise per stage, bad pixels by kind.
 
 A pixel is bad when, in any recorded stage, it is
@@ -41,7 +44,8 @@ from monitor.memory import keep_frame_buffers
 from monitor.wire import SyncFrame, parse_sync_message
 from sources.jungfrau1m import Jungfrau1MFrame
 
-__all__ = ["DarkRunError", "DarkAccumulator", "DarkResult", "BadPixelCriteria", "record", "write_dark_files", "main"]
+__all__ = ["DarkRunError", "DarkAccumulator", "DarkResult", "BadPixelCriteria", "record", "write_crystfel_mask",
+           "write_dark_files", "main"]
 
 MODULE_ROWS = 512
 STAGE_BITS = (0, 1, 3)
@@ -201,6 +205,23 @@ def record(
     return accumulator
 
 
+CRYSTFEL_MASK_FILE = "bad_pixels.h5"
+CRYSTFEL_MASK_DATASET = "/mask"
+CRYSTFEL_MASK_BAD = 1
+
+
+def write_crystfel_mask(path: Path, bad_pixels: np.ndarray) -> None:
+    """The bad-pixel mask as a geometry's ``mask_file`` names it: ``/mask``, uint16, 1 = bad."""
+    from monitor.outputs.cxi import LIBVER
+    from monitor.outputs.hdf5_filters import h5py
+
+    with h5py.File(path, "w", libver=LIBVER) as mask:
+        dataset = mask.create_dataset(CRYSTFEL_MASK_DATASET,
+                                      data=np.where(bad_pixels, CRYSTFEL_MASK_BAD, 0).astype(np.uint16))
+        dataset.attrs["bad_bits"] = np.uint16(CRYSTFEL_MASK_BAD)
+        dataset.attrs["good_bits"] = np.uint16(0)
+
+
 def write_dark_files(folder: Path, result: DarkResult) -> dict[str, Any]:
     """Write pedestal, bad-pixel and summary files; return the calibration file keys that name them."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -211,6 +232,7 @@ def write_dark_files(folder: Path, result: DarkResult) -> dict[str, Any]:
         pedestal_files.append(str(path))
     mask_file = folder / "bad_pixels.npy"
     np.save(mask_file, result.bad_pixels)
+    write_crystfel_mask(folder / CRYSTFEL_MASK_FILE, result.bad_pixels)
     summary = {
         "frames_per_stage": {f"G{s}": n for s, n in enumerate(result.frames)},
         "median_noise_adu": {

@@ -26,12 +26,48 @@ with warnings.catch_warnings():  # cfelpyutils 2.2 builds TypedDicts with a depr
 
 from monitor.errors import ConfigurationError
 
-__all__ = ["DetectorGeometry", "default_geometry_path"]
+__all__ = ["DetectorGeometry", "default_geometry_path", "global_value", "with_global_lines"]
 
 
 def default_geometry_path() -> Path:
     """The shipped JUNGFRAU 1M geometry (two modules, 36-pixel gap, beam at the centre)."""
     return Path(str(resources.files("monitor") / "data" / "jungfrau1m.geom"))
+
+
+def _key(line: str) -> str | None:
+    """The key of a ``key = value`` line (comments stripped), or None."""
+    content = line.split(";", 1)[0]
+    if "=" not in content:
+        return None
+    return content.split("=", 1)[0].strip()
+
+
+def global_value(path: Path | str, key: str) -> str | None:
+    """The value of a top-level ``key`` in a CrystFEL geometry file (the last one, as CrystFEL reads), or None."""
+    value = None
+    for line in Path(path).read_text().splitlines():
+        if _key(line) == key:
+            value = line.split(";", 1)[0].split("=", 1)[1].strip()
+    return value
+
+
+def with_global_lines(text: str, lines: dict[str, str], *, comment: str, drop: tuple[str, ...] = ()) -> str:
+    """Geometry ``text`` with the top-level ``lines`` (key -> value) set and the ``drop`` keys gone.
+
+    Every line setting one of those keys is dropped, at the top level and per
+    panel (``m0/dim0``), so no earlier or more specific line overrides them;
+    the new block, headed by ``comment``, follows the file's leading comments.
+    """
+    gone = {*lines, *drop}
+    kept = [line for line in text.splitlines() if (_key(line) or "").rsplit("/", 1)[-1] not in gone]
+    head = 0
+    while head < len(kept) and kept[head].lstrip().startswith(";"):
+        head += 1
+    rest = kept[head:]
+    while rest and not rest[0].strip():
+        rest.pop(0)
+    block = [f"; {comment}", *(f"{key} = {value}" for key, value in lines.items()), ""]
+    return "\n".join([*kept[:head], *([""] if head else []), *block, *rest]).rstrip("\n") + "\n"
 
 
 @dataclass(frozen=True)

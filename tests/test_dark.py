@@ -6,6 +6,7 @@ import json
 import threading
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import zmq
@@ -112,6 +113,8 @@ def test_command_line_writes_files_the_calibration_reads(detector: SimulatedJung
     )
     photons, valid = calibration.calibrate(detector.dark_frame(99, gain_stage=0))
     assert abs(float(photons[valid].mean())) < 0.005 and float(photons[valid].std()) < 0.02
+    with h5py.File(tmp_path / "bad_pixels.h5", "r") as crystfel_mask:  # the same mask, as a geometry names it
+        np.testing.assert_array_equal(crystfel_mask["mask"][()], np.load(tmp_path / "bad_pixels.npy").astype(np.uint16))
 
 
 def test_a_missing_stage_is_one_clear_error(detector: SimulatedJungfrau1M, tmp_path: Path, capsys) -> None:

@@ -90,12 +90,14 @@ def test_the_default_finds_hits_at_the_simulators_true_rate(config_factory, tmp_
     run_dir = Path(summary["output_dir"])
     assert (run_dir / "report.png").stat().st_size > 50_000
     assert json.loads((run_dir / "summary.json").read_text())["hits"] == summary["hits"]
-    (hit_file,) = run_dir.glob("*.cxi")
-    with h5py.File(hit_file, "r") as cxi:  # exactly the frames the collector counted as hits, with their peaks
-        assert cxi["entry_1/data_1/data"].shape == (summary["hits"], 1024, 1024)
-        n_peaks = cxi["entry_1/result_1/nPeaks"][:]
-        assert np.all(n_peaks >= 10) and n_peaks.sum() == round(summary["mean_peaks_per_hit"] * summary["hits"])
-        assert len(set(cxi["entry_1/event_id"][:])) == summary["hits"]
+    n_peaks, event_ids = [], []  # exactly the frames the collector counted as hits, with their peaks
+    for hit_file in (run_dir / "files.lst").read_text().split():  # each worker's files
+        with h5py.File(hit_file, "r") as cxi:
+            assert cxi["entry_1/data_1/data"].shape[1:] == (1024, 1024)
+            n_peaks += cxi["entry_1/result_1/nPeaks"][:].tolist()
+            event_ids += cxi["entry_1/event_id"][:].tolist()
+    assert np.all(np.array(n_peaks) >= 10) and sum(n_peaks) == round(summary["mean_peaks_per_hit"] * summary["hits"])
+    assert len(event_ids) == len(set(event_ids)) == summary["hits"]
 
 
 def test_the_viewer_draws_a_running_monitor(config_factory, tmp_path):

@@ -59,7 +59,8 @@ def test_a_pipeline_run_leaves_exactly_its_hits_with_their_peaks(results, tmp_pa
     with h5py.File(run_dir / f"{run_dir.name}-hits-0000.cxi", "r") as cxi:
         np.testing.assert_array_equal(cxi["entry_1/event_id"][()], [hit.values["event_id"] for hit in hits])
         for row, hit in enumerate(hits):
-            np.testing.assert_array_equal(cxi["entry_1/data_1/data"][row], np.rint(hit.arrays["frame"]))  # whole photons
+            np.testing.assert_array_equal(cxi["entry_1/data_1/data"][row], hit.arrays["frame"])  # float32 photons
+            np.testing.assert_array_equal(cxi["entry_1/data_1/mask"][row] == 0, hit.arrays["valid"])
             n = cxi["entry_1/result_1/nPeaks"][row]
             assert n == hit.arrays["peak_x"].size
             np.testing.assert_array_equal(cxi["entry_1/result_1/peakXPosRaw"][row, :n], hit.arrays["peak_x"])

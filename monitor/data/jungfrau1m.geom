@@ -4,15 +4,24 @@
 ; rows 512..1023 (bottom), no gap pixels. Frames are calibrated to photons.
 ; Chip-boundary big pixels are not described (one panel per module).
 ; Matches monitor.simulation.SimulatedJungfrau1M(module_gap_px=36).
+; data, dim*, mask* and peak_list* match the monitor's CXI hit files, so CrystFEL reads
+; them with this geometry as it is (indexamajig -i files.lst -g GEOM --peaks=cxi ...).
+; Each run also writes its own detector.geom beside its hits, with the photon energy
+; of its calibration and this clen.
 
-photon_energy = 12400
-clen = 0.120
+photon_energy = 12400   ; eV
+clen = 0.120            ; m
 res = 13333.333333      ; pixels per metre (1 / 75 um)
 adu_per_photon = 1
-data = /data/data
+data = /entry_1/data_1/data
 dim0 = %
 dim1 = ss
 dim2 = fs
+mask = /entry_1/data_1/mask
+mask_good = 0x0
+mask_bad = 0x1          ; bit 0: no valid reading in this frame (bad pixel, lost packet)
+peak_list = /entry_1/result_1
+peak_list_type = cxi
 
 m0/min_fs = 0
 m0/max_fs = 1023

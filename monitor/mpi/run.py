@@ -56,18 +56,28 @@ def run(config: MonitorConfig, *, print_status: StatusPrinter, comm: MPI.Comm | 
     stop_signal = StopSignal()
     stop_signal.install()
 
+    # Issue 8: workers write their own hits. Once the collector lets them start, it broadcasts its
+    # run folder (share_run_dir), and a worker's pipeline writes the hits it finds there.
+    from monitor.outputs.worker_hits import share_run_dir, writing_hits
+
     if not layout.is_collector:
         _quiet_barrier(comm)  # the collecting node initializes first
+        run_dir = share_run_dir(comm, layout.collector, None)
+        pipeline = writing_hits(pipeline, config.outputs, config.document, run_dir=run_dir, rank=layout.rank)
         exit_code = run_worker(comm, layout, handler, pipeline, stop_signal, config.run.stop_timeout_s)
         _finalize(handler)
         return RunOutcome(exit_code=exit_code, summary=None)
 
+    opened: list[OutputGroup] = []
     collector = run_collector(
         comm, layout, handler, pipeline, config.run,
         stop_after_acquisition=handler_parameters.stop_after_acquisition,
         source=handler_parameters.source, stop_signal=stop_signal,
-        print_status=print_status, workers_may_start=lambda: _quiet_barrier(comm),
-        open_outputs=lambda: _open_outputs(config), checkpoints=[summary_json] if summary_json else [],
+        print_status=print_status,
+        workers_may_start=lambda: (_quiet_barrier(comm),
+                                   share_run_dir(comm, layout.collector, opened[0].run_dir if opened else None)),
+        open_outputs=lambda: opened.append(_open_outputs(config)) or opened[0],
+        checkpoints=[summary_json] if summary_json else [],
     )
     log.debug("every worker has said its last word")
     handler_summary = handler.end_event_handling_on_collecting_node(node_rank=layout.rank, node_pool_size=layout.size)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from monitor.outputs.parameters import (
     HitFileParameters,
+    LiveFeedParameters,
     OutputParameters,
     ReportParameters,
     ResultsStreamParameters,
@@ -30,6 +31,7 @@ __all__ = [
     "CollectorOutput",
     "CountingOutput",
     "HitFileParameters",
+    "LiveFeedParameters",
     "OutputParameters",
     "ReportParameters",
     "ResultsStreamParameters",

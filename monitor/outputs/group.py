@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from monitor.errors import ConfigurationError
+from monitor.outputs.experiment import experiment_from_document
 from monitor.outputs.hit_files import HitFiles
+from monitor.outputs.live_feed import LiveFeed
 from monitor.outputs.parameters import OutputParameters
 from monitor.outputs.protocol import CollectorOutput, CountingOutput
 from monitor.outputs.report import RunReport
@@ -53,15 +55,22 @@ def build_outputs(
     *,
     monitor_parameters: Mapping[str, Any] | None = None,
 ) -> list[CollectorOutput]:
-    """The outputs ``parameters`` enables, in closing order: hit files, results stream, report.
+    """The outputs ``parameters`` enables, in closing order: hit files, live feed, results stream, report.
 
     ``monitor_parameters`` (the whole configuration, JSON-like) is what the
-    results stream answers "parameters" requests with.  The report comes last
-    so that the summary it writes holds the other outputs' final counters.
+    results stream answers "parameters" requests with, and where the hit
+    files and the live feed find the run's photon energy and geometry.  The
+    report comes last so that the summary it writes holds the other outputs'
+    final counters.
     """
     outputs: list[CollectorOutput] = []
+    experiment = None
+    if parameters.hit_files.enabled or parameters.live_feed.enabled:
+        experiment = experiment_from_document(monitor_parameters)
     if parameters.hit_files.enabled:
-        outputs.append(HitFiles(parameters=parameters.hit_files))
+        outputs.append(HitFiles(parameters=parameters.hit_files, experiment=experiment))
+    if parameters.live_feed.enabled:
+        outputs.append(LiveFeed(parameters=parameters.live_feed, experiment=experiment))
     if parameters.results_stream.enabled:
         outputs.append(ResultsStream(parameters=parameters.results_stream, monitor_parameters=monitor_parameters))
     if parameters.report.enabled:

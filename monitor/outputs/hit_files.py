@@ -1,10 +1,16 @@
-"""Hits written to rolling CXI files by a writer thread, so the collector never waits on disk.
+"""The run's hit files, from the collector's side: the file list, the figures, and the hits it writes itself.
 
-:meth:`HitFiles.on_result` only puts hits on a bounded queue (``put_nowait``);
-a full queue drops the hit and counts it.  The writer thread compresses and
-writes (h5py and the filters do the heavy work outside Python's lock), flushes
-at least every ``flush_interval_s`` and starts a new file once one reaches
-``max_file_size_mb``.  :meth:`close` drains the queue and closes the file.
+With ``writer: workers`` (the default) each worker writes its own hits
+(:mod:`monitor.outputs.worker_hits`) and marks the results it sends: this
+output only counts them, and keeps ``files.lst`` up to date as workers close
+files.  A hit that reaches the collector with its frame and no mark (the
+``collector`` writer, or workers not wired to write) is written here, by a
+thread behind a bounded queue, so the collector loop never waits on disk: a
+full queue drops the hit and counts it.  Both kinds of file roll the same way
+(:class:`~monitor.outputs.rolling.RollingHitFiles`).
+
+At open the run folder gets ``detector.geom`` and ``HIT-FILES.txt``; at close,
+once every writer has closed its last file, ``files.lst`` lists them all.
 """
 
 from __future__ import annotations
@@ -12,124 +18,158 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from monitor.outputs.cxi import CXIFile
+from monitor.outputs.crystfel import FILE_LIST, GEOMETRY, hit_file_geometry, write_file_list, write_notes
+from monitor.outputs.experiment import Experiment
+from monitor.outputs.hdf5_filters import h5py
 from monitor.outputs.parameters import HitFileParameters
+from monitor.outputs.rolling import RollingHitFiles
 from monitor.processing.protocol import ProcessedEvent
 
 __all__ = ["HitFiles"]
 
 log = logging.getLogger(__name__)
 
-_STOP = None
-"""Queued by :meth:`HitFiles.close` behind the last hit."""
+_STOP = ProcessedEvent(values={"stop": True})
+"""Queued by :meth:`HitFiles.close` behind the last hit (compared by identity)."""
+
+_AGE_CHECK_S = 0.5
+"""The writer thread wakes this often, hits or not, to close a file that has grown old."""
 
 
 class HitFiles:
-    """Writes every hit that carries a frame to CXI files in the run folder (a :class:`CollectorOutput`)."""
+    """Hit files of a run: written by workers or here, listed in ``files.lst`` (a :class:`CollectorOutput`)."""
 
-    def __init__(self, *, parameters: HitFileParameters) -> None:
+    def __init__(self, *, parameters: HitFileParameters, experiment: Experiment) -> None:
         self._parameters = parameters
-        self._queue: queue.Queue[ProcessedEvent | None] = queue.Queue(maxsize=parameters.queue_size)
+        self._experiment = experiment
+        self._queue: queue.Queue[ProcessedEvent] = queue.Queue(maxsize=parameters.queue_size)
         self._thread: threading.Thread | None = None
         self._run_dir = Path()
-        self._file: CXIFile | None = None
-        self.paths: list[Path] = []
-        """Every file started so far, in order."""
+        self._files: RollingHitFiles | None = None
+        self._seen: set[str] = set()
+        """Names of every hit file a worker reported writing to."""
+        self._listed: set[str] = set()
+        """Names of the closed files ``files.lst`` holds."""
+        self._list_lock = threading.Lock()
+        """``files.lst`` is rewritten by the collector loop (workers' files) and the writer thread (its own)."""
         self._written = 0
+        self._written_here = 0
         self._dropped = 0
         self._failed = 0
+        self._failed_here = 0
         self._without_frame = 0
+
+    @property
+    def paths(self) -> list[Path]:
+        """Every hit file of the run, workers' and this output's, sorted."""
+        here = set(self._files.started) if self._files is not None else set()
+        return sorted(here | {self._run_dir / name for name in self._seen})
 
     def open(self, *, run_dir: Path) -> None:
         self._run_dir = run_dir
+        (run_dir / GEOMETRY).write_text(hit_file_geometry(self._experiment))
+        write_notes(run_dir, compression=self._parameters.compression)
+        write_file_list(run_dir, ())
+        self._files = RollingHitFiles(run_dir, f"{run_dir.name}-hits", parameters=self._parameters,
+                                      experiment=self._experiment)
         self._thread = threading.Thread(target=self._write_loop, name="hit-file-writer", daemon=True)
         self._thread.start()
 
     def on_result(self, result: ProcessedEvent) -> None:
-        if not result.values.get("is_hit"):
+        values = result.values
+        closed = values.get("hit_files_closed")
+        if closed:
+            self._update_file_list(closed)
+        if not values.get("is_hit"):
             return
-        if "frame" not in result.arrays:
+        if "hit_file" in values:
+            self._written += 1
+            self._seen.add(values["hit_file"])
+        elif "hit_file_error" in values:
+            self._failed += 1
+        elif "frame" not in result.arrays:
             self._without_frame += 1
-            return
-        try:
-            self._queue.put_nowait(result)
-        except queue.Full:
-            self._dropped += 1
+        else:
+            try:
+                self._queue.put_nowait(result)
+            except queue.Full:
+                self._dropped += 1
 
     def on_tick(self, *, status: dict[str, Any], snapshot: dict[str, Any]) -> None:
-        """Nothing to do: the writer thread flushes on its own clock."""
+        """Nothing to do: the writer thread rolls files on its own clock."""
 
     def close(self, *, summary: dict[str, Any]) -> None:
         if self._thread is None:
             return
-        self._queue.put(_STOP)
+        while self._thread.is_alive():  # a writer that died cannot take the stop: never wait for it
+            try:
+                self._queue.put(_STOP, timeout=0.1)
+                break
+            except queue.Full:
+                continue
         self._thread.join()
         self._thread = None
+        with self._list_lock:
+            here = {path.name for path in self._files.closed}
+            write_file_list(self._run_dir, self._listed | here | set(self._complete(self._seen - self._listed)))
+
+    def _complete(self, names: set[str]) -> list[str]:
+        """Of the workers' files never announced closed, those that open: a worker closes its last one as it
+        ends, but a worker that was lost (killed, frozen) may have left its file in flight unfinished."""
+        complete = []
+        for name in sorted(names):
+            try:
+                with h5py.File(self._run_dir / name, "r"):
+                    complete.append(name)
+            except OSError as error:
+                log.warning("%s is not a complete HDF5 file (%s): left out of %s; try h5clear -s on it",
+                            name, error, FILE_LIST)
+        return complete
 
     def counters(self) -> dict[str, int]:
         return {
-            "hits_written": self._written,
+            "hits_written": self._written + self._written_here,
             "hits_dropped": self._dropped,
-            "hits_failed": self._failed,
+            "hits_failed": self._failed + self._failed_here,
             "hits_without_frame": self._without_frame,
             "hit_files": len(self.paths),
         }
 
+    def _update_file_list(self, closed: list[str]) -> None:
+        """Add ``closed`` files (names) to ``files.lst``, at once."""
+        with self._list_lock:
+            self._listed.update(closed)
+            write_file_list(self._run_dir, self._listed)
+
     def _write_loop(self) -> None:
-        interval = self._parameters.flush_interval_s
-        next_flush = time.monotonic() + interval
+        files = self._files
         try:
             while True:
                 try:
-                    hit = self._queue.get(timeout=max(0.0, next_flush - time.monotonic()))
+                    hit: ProcessedEvent | None = self._queue.get(timeout=_AGE_CHECK_S)
                 except queue.Empty:
-                    hit = None
-                else:
-                    if hit is _STOP:
-                        return
-                    self._write(hit)
-                if time.monotonic() >= next_flush:
-                    if self._file is not None:
-                        self._file.flush()
-                    next_flush = time.monotonic() + interval
+                    hit = None  # no hit for a while: only the file's age is checked
+                if hit is _STOP:
+                    return
+                closed_before = len(files.closed)
+                if hit is not None:
+                    self._write(files, hit)
+                files.roll_if_old()
+                if len(files.closed) > closed_before:
+                    self._update_file_list([path.name for path in files.closed[closed_before:]])
         finally:
-            self._close_file()
+            files.close()
 
-    def _write(self, hit: ProcessedEvent) -> None:
+    def _write(self, files: RollingHitFiles, hit: ProcessedEvent) -> None:
         try:
-            if self._file is None:
-                self._file = self._next_file(hit)
-            self._file.append(hit)
-        except (OSError, ValueError) as error:
-            self._failed += 1
-            if self._failed == 1:
+            files.write(hit)
+        except Exception as error:  # whatever one hit does, the thread goes on with the next
+            log.debug("hit not written", exc_info=True)
+            self._failed_here += 1
+            if self._failed_here == 1:
                 log.error("hit %s not written (later failures only counted): %s", hit.values.get("event_id"), error)
             return
-        self._written += 1
-        if self._file.size_bytes() >= self._parameters.max_file_size_mb * 1e6:
-            self._close_file()
-
-    def _next_file(self, first_hit: ProcessedEvent) -> CXIFile:
-        path = self._run_dir / f"{self._run_dir.name}-hits-{len(self.paths):04d}.cxi"
-        frame = first_hit.arrays["frame"]
-        cxi = CXIFile(
-            path,
-            frame_shape=frame.shape,
-            frame_dtype=np.dtype(self._parameters.frame_dtype) if frame.dtype.kind == "f" else frame.dtype,
-            max_peaks=self._parameters.max_peaks,
-            compression=self._parameters.compression,
-        )
-        self.paths.append(path)
-        log.info("writing hits to %s", path)
-        return cxi
-
-    def _close_file(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self._written_here += 1

@@ -17,6 +17,7 @@ from monitor.endpoints import check_endpoint
 __all__ = [
     "Compression",
     "HitFileParameters",
+    "LiveFeedParameters",
     "OutputParameters",
     "ReportParameters",
     "ResultsStreamParameters",
@@ -48,23 +49,48 @@ class ResultsStreamParameters(BaseModel):
 
 
 class HitFileParameters(BaseModel):
-    """How hits are written to CXI (HDF5) files that CrystFEL reads."""
+    """How hits are written to CXI (HDF5) files that CrystFEL reads as they are."""
 
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
+    writer: Literal["workers", "collector"] = "workers"
+    """workers: each worker writes its own hits (the collector gets only the small results);
+    collector: the collector writes every hit, from a thread (frames travel over MPI)."""
+    max_hits_per_file: int = Field(default=500, ge=1)
+    """A file is closed, complete and readable, and a new one started after this many hits..."""
+    max_file_age_s: float = Field(default=60.0, gt=0.0)
+    """...or once it has been open this long, whichever comes first (checked at every event)."""
     max_file_size_mb: float = Field(default=4096.0, gt=0.0)
-    """A new file is started once the current one reaches this size."""
+    """...or once it reaches this size."""
     compression: Compression = "bitshuffle-lz4"
-    frame_dtype: Literal["int32", "float32"] = "int32"
-    """int32: frames rounded to whole photons, as a photon-counting JUNGFRAU is usually kept
-    (about ten times smaller once compressed); float32: the calibrated values as they are."""
+    frame_dtype: Literal["float32", "int32"] = "float32"
+    """float32: the calibrated photons as they are; int32: rounded to whole photons (smaller
+    once compressed, but weak peaks lose their fractional photons)."""
     max_peaks: int = Field(default=1024, ge=1)
     """Columns of the peak-list datasets; peaks past this count are not stored."""
     queue_size: int = Field(default=32, ge=1)
-    """Hits waiting for the writer thread; more are dropped (and counted), never waited for."""
-    flush_interval_s: float = Field(default=1.0, gt=0.0)
-    """Longest time written hits stay unflushed (what a killed run can lose)."""
+    """(writer: collector) hits waiting for the writer thread; more are dropped and counted."""
+    preview_interval_s: float = Field(default=0.2, ge=0.0)
+    """(writer: workers) a worker still sends the collector one written hit's frame this often,
+    for the viewer and the live feed; 0 sends every frame."""
+
+
+class LiveFeedParameters(BaseModel):
+    """Hits served to ``indexamajig --zmq-input=URL --zmq-request=next --data-format=msgpack``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    url: str = "tcp://127.0.0.1:5612"
+    """ROUTER endpoint indexamajig's workers connect their REQ sockets to."""
+    queue_size: int = Field(default=16, ge=1)
+    """Latest hits kept for requests; older ones are replaced (counted), the monitor never waits."""
+
+    @field_validator("url")
+    @classmethod
+    def _is_zmq_endpoint(cls, value: str) -> str:
+        return check_endpoint(value)
 
 
 class ReportParameters(BaseModel):
@@ -83,4 +109,5 @@ class OutputParameters(BaseModel):
     output_dir: Path = Path("output")
     results_stream: ResultsStreamParameters = Field(default_factory=ResultsStreamParameters)
     hit_files: HitFileParameters = Field(default_factory=HitFileParameters)
+    live_feed: LiveFeedParameters = Field(default_factory=LiveFeedParameters)
     report: ReportParameters = Field(default_factory=ReportParameters)

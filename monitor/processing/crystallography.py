@@ -16,7 +16,8 @@ What a worker sends (:class:`ProcessedEvent`), the contract outputs rely on:
   (float32), ``radial_profile`` (float32, background per ``radial_bin_px``-wide
   ring from the beam: the clipped radial mean of peakfinder8), and ``frame``
   (float32 calibrated 1024 x 1024) for hits and every ``non_hit_frame_interval``-th
-  non-hit of a worker, when ``send_hit_frames``.
+  non-hit of a worker, when ``send_hit_frames``, with ``valid`` beside it (bool,
+  True = a valid reading: the hit files' mask; invalid pixels read 0 photons).
 
 Collector side: hit rate (over the last ``hit_rate_window`` frames and since
 the start), saturation rate (frames with a saturated pixel), virtual powder
@@ -142,6 +143,7 @@ class CrystallographyPipeline:
         }
         if p.send_hit_frames and self._frame_wanted(is_hit):
             arrays["frame"] = photons.copy()
+            arrays["valid"] = valid.copy()
         return ProcessedEvent(
             values={
                 "event_id": int(data["event_id"]),
@@ -218,7 +220,8 @@ class CrystallographyPipeline:
             self._add_to_peakogram(rows, cols, arrays["peak_intensity"])
         if is_hit:
             self._peaks_in_hits += values["n_peaks"]
-            self._latest_hit = processed_data
+            if "frame" in arrays or self._latest_hit is None or "frame" not in self._latest_hit.arrays:
+                self._latest_hit = processed_data  # the viewer's latest hit is one it can draw
         return None
 
     def _add_to_peakogram(self, rows: np.ndarray, cols: np.ndarray, intensity: np.ndarray) -> None:
