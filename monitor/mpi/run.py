@@ -19,6 +19,7 @@ from monitor.mpi.ranks import RankLayout
 from monitor.mpi.signals import StopSignal
 from monitor.mpi.summary import write_json_atomically
 from monitor.mpi.worker import run_worker
+from monitor.outputs.worker_hits import share_run_dir, writing_hits
 
 __all__ = ["RunOutcome", "run"]
 
@@ -56,10 +57,8 @@ def run(config: MonitorConfig, *, print_status: StatusPrinter, comm: MPI.Comm | 
     stop_signal = StopSignal()
     stop_signal.install()
 
-    # Issue 8: workers write their own hits. Once the collector lets them start, it broadcasts its
-    # run folder (share_run_dir), and a worker's pipeline writes the hits it finds there.
-    from monitor.outputs.worker_hits import share_run_dir, writing_hits
-
+    # Workers write their own hits: once the collector lets them start, it broadcasts its run
+    # folder (share_run_dir), and a worker's pipeline writes the hits it finds there.
     if not layout.is_collector:
         _quiet_barrier(comm)  # the collecting node initializes first
         run_dir = share_run_dir(comm, layout.collector, None)
