@@ -86,13 +86,20 @@ def test_receiver_streams_drop_past_their_high_water_mark_and_the_truth_says_whi
         streams.append(sub)
     time.sleep(6)  # a subscriber that does not read while the acquisition runs
     received: list[list[int]] = [[] for _ in streams]
-    for k, sub in enumerate(streams):
-        while True:
-            assert sub.poll(30_000), f"stream {k}: no end message"
-            message = parse_receiver_message(sub.recv_multipart())
-            if isinstance(message, ReceiverEnd):
-                break
-            received[k].append(message.image.frame_number)
+    poller = zmq.Poller()
+    for sub in streams:
+        poller.register(sub, zmq.POLLIN)
+    ended: set[int] = set()
+    while len(ended) < len(streams):  # both at once: the simulator waits for room for each end message
+        ready = dict(poller.poll(60_000))
+        assert ready, f"no end message on streams {set(range(len(streams))) - ended}"
+        for k, sub in enumerate(streams):
+            if sub in ready:
+                message = parse_receiver_message(sub.recv_multipart())
+                if isinstance(message, ReceiverEnd):
+                    ended.add(k)
+                else:
+                    received[k].append(message.image.frame_number)
     assert simulator.wait(timeout=30) == 0
     for sub in streams:
         sub.close()
