@@ -1,13 +1,15 @@
 """Command line: ``python -m monitor CONFIG.yaml`` (under ``mpirun -n N`` for N ranks).
 
 Errors end as one line on standard error and an exit code: 2 for a bad
-configuration, 1 for anything that went wrong during the run.
+configuration or a launch that gave MPI one rank, 1 for anything that went
+wrong during the run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -20,6 +22,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Real-time MPI monitor for X-ray detector data streams (JUNGFRAU 1M). "
                     "Run under mpirun: one collector rank, the others work.",
     )
+    parser.add_argument("--version", action=_VersionAction, help="print the versions and the MPI library, then exit")
     parser.add_argument("config", type=Path, help="the YAML configuration (see monitor.yaml)")
     parser.add_argument("--check", action="store_true", help="validate the configuration and exit")
     parser.add_argument("--summary-json", type=Path, metavar="FILE", help="write the final figures here as JSON")
@@ -29,12 +32,30 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _VersionAction(argparse.Action):
+    """``--version`` without a configuration, and without starting MPI (one process, any launcher)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=kwargs.get("help"))
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from monitor.launch import version_report
+
+        print(version_report())
+        parser.exit()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    import mpi4py
+    from monitor.errors import LaunchError
+    from monitor.launch import Launch, start_mpi
 
-    mpi4py.rc.finalize = False  # the handler decides (skip_rank_finalization); see monitor.mpi.run
-    from mpi4py import MPI
+    try:  # before anything slow is imported: a mismatched launch ends within a second
+        MPI = start_mpi(need_ranks=not args.check, environ=os.environ)
+    except LaunchError as error:
+        if Launch.from_environment(os.environ).prints:
+            print(f"monitor: error: {error}", file=sys.stderr)
+        return error.exit_code
 
     from monitor.config import load_config
     from monitor.console import StatusLine, format_summary
