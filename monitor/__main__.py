@@ -47,38 +47,30 @@ class _VersionAction(argparse.Action):
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from monitor.errors import LaunchError
+    from monitor.config import load_config
+    from monitor.errors import MonitorError
     from monitor.launch import Launch, start_mpi
 
-    try:  # before anything slow is imported: a mismatched launch ends within a second
-        MPI = start_mpi(need_ranks=not args.check, environ=os.environ)
-    except LaunchError as error:
-        if Launch.from_environment(os.environ).prints:
+    launch = Launch.from_environment(os.environ)
+    try:  # before MPI starts: a bad file or a mismatched launch ends every task alike, none waits
+        config = load_config(args.config)
+        if args.check:  # one process's work: the batch step checks with no srun task to start MPI in
+            if launch.prints:
+                print(f"{args.config}: configuration OK")
+            return 0
+        MPI = start_mpi(environ=os.environ)
+    except MonitorError as error:
+        if launch.prints:  # every task has the same problem: one line, from the launcher's task 0
             print(f"monitor: error: {error}", file=sys.stderr)
         return error.exit_code
 
-    from monitor.config import load_config
     from monitor.console import StatusLine, format_summary
-    from monitor.errors import MonitorError
     from monitor.logs import setup_logging
     from monitor.memory import keep_frame_buffers
     from monitor.mpi import run
 
     rank = MPI.COMM_WORLD.rank
     setup_logging(rank=rank, verbosity=args.verbose - args.quiet)
-    try:
-        config = load_config(args.config)
-    except MonitorError as error:  # every rank reads the same file and fails alike: no rank waits
-        if rank == 0:
-            print(f"monitor: error: {error}", file=sys.stderr)
-        MPI.Finalize()
-        return error.exit_code
-    if args.check:
-        if rank == 0:
-            print(f"{args.config}: configuration OK")
-        MPI.Finalize()
-        return 0
-
     keep_frame_buffers()
     status = StatusLine(enabled=not args.quiet)
     try:

@@ -14,6 +14,7 @@ the fix; only the launcher's task 0 should print it.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +83,8 @@ class MpiLibrary:
 
     @classmethod
     def from_version_text(cls, text: str) -> MpiLibrary:
-        name = text.strip().splitlines()[0].strip() if text.strip() else "unknown MPI"
+        text = text.replace("\0", "").strip()  # Open MPI's ends in the C string's NUL
+        name = text.splitlines()[0].strip() if text else "unknown MPI"
         if name.startswith("MPICH"):
             configure = re.search(r"^MPICH configure:(.*)$", text, re.MULTILINE)
             return cls(name=f"MPICH {name.partition(':')[2].strip()}".strip(), family="MPICH",
@@ -133,11 +135,8 @@ def _fix(launch: Launch, library: MpiLibrary) -> str:
             f"the MPI of this mpirun ({CLUSTER_HELP})")
 
 
-def start_mpi(*, need_ranks: bool, environ: Mapping[str, str]) -> ModuleType:
-    """Initialize MPI after the launch checks and return ``mpi4py.MPI``; raises :class:`LaunchError`.
-
-    ``need_ranks`` is False for work one process does alone (``--check``).
-    """
+def start_mpi(*, environ: Mapping[str, str]) -> ModuleType:
+    """Initialize MPI after the launch checks and return ``mpi4py.MPI``; raises :class:`LaunchError`."""
     MPI = _uninitialized_mpi()
     launch, library = Launch.from_environment(environ), MpiLibrary.from_version_text(MPI.Get_library_version())
     check_before_init(launch, library)
@@ -145,13 +144,14 @@ def start_mpi(*, need_ranks: bool, environ: Mapping[str, str]) -> ModuleType:
 
     levels = {"single": MPI.THREAD_SINGLE, "funneled": MPI.THREAD_FUNNELED,
               "serialized": MPI.THREAD_SERIALIZED, "multiple": MPI.THREAD_MULTIPLE}
-    MPI.Init_thread(levels.get(str(mpi4py.rc.thread_level), MPI.THREAD_MULTIPLE))
-    if need_ranks:
-        try:
-            check_after_init(launch, library, MPI.COMM_WORLD.size)
-        except LaunchError:
-            MPI.Finalize()
-            raise
+    with warnings.catch_warnings():  # mpi4py's own, less precise guess at the same mismatch, on every task
+        warnings.filterwarnings("ignore", message="suspicious MPI execution environment")
+        MPI.Init_thread(levels.get(str(mpi4py.rc.thread_level), MPI.THREAD_MULTIPLE))
+    try:
+        check_after_init(launch, library, MPI.COMM_WORLD.size)
+    except LaunchError:
+        MPI.Finalize()
+        raise
     return MPI
 
 

@@ -104,9 +104,9 @@ def test_scancel_ends_every_task_in_order_with_a_summary_before_sigkill(cluster,
                                      "processing_layer": STATISTICS})
     job_id = submit(cluster, tmp_path, config, srun_mpi)
     cluster.wait_until(job_id, {"RUNNING"}, timeout=60)
-    deadline = time.monotonic() + 90
-    while "frames sent" not in (tmp_path / "job.log").read_text():  # the status line: frames are flowing
-        assert time.monotonic() < deadline, (tmp_path / "job.log").read_text()
+    log_file, deadline = tmp_path / "job.log", time.monotonic() + 90
+    while not log_file.exists() or "frames sent" not in log_file.read_text():  # the status line: frames flow
+        assert time.monotonic() < deadline, log_file.exists() and log_file.read_text()
         time.sleep(0.2)
     cancelled = time.monotonic()
     cluster.command("scancel", str(job_id))
