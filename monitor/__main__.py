@@ -12,6 +12,11 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from monitor.errors import MonitorError
+    from monitor.launch import Launch
 
 __all__ = ["main"]
 
@@ -47,22 +52,26 @@ class _VersionAction(argparse.Action):
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from monitor.config import load_config
     from monitor.errors import MonitorError
     from monitor.launch import Launch, start_mpi
 
     launch = Launch.from_environment(os.environ)
-    try:  # before MPI starts: a bad file or a mismatched launch ends every task alike, none waits
-        config = load_config(args.config)
-        if args.check:  # one process's work: the batch step checks with no srun task to start MPI in
-            if launch.prints:
-                print(f"{args.config}: configuration OK")
-            return 0
-        MPI = start_mpi(environ=os.environ)
+    try:  # first, before the slow imports: a mismatched launch ends every task within a second
+        MPI = None if args.check else start_mpi(environ=os.environ)  # --check: one process's work
     except MonitorError as error:
-        if launch.prints:  # every task has the same problem: one line, from the launcher's task 0
-            print(f"monitor: error: {error}", file=sys.stderr)
-        return error.exit_code
+        return _report(error, launch)
+    from monitor.config import load_config
+
+    try:
+        config = load_config(args.config)
+    except MonitorError as error:  # every rank reads the same file and fails alike: no rank waits
+        if MPI is not None:
+            MPI.Finalize()
+        return _report(error, launch)
+    if args.check:
+        if launch.prints:
+            print(f"{args.config}: configuration OK")
+        return 0
 
     from monitor.console import StatusLine, format_summary
     from monitor.logs import setup_logging
@@ -87,6 +96,13 @@ def main(argv: list[str] | None = None) -> int:
         for message in outcome.summary["errors"]:
             print(f"monitor: error: {message}", file=sys.stderr)
     return outcome.exit_code
+
+
+def _report(error: MonitorError, launch: Launch) -> int:
+    """One line for a problem every task has alike, from the launcher's task 0; the error's exit code."""
+    if launch.prints:
+        print(f"monitor: error: {error}", file=sys.stderr)
+    return error.exit_code
 
 
 if __name__ == "__main__":

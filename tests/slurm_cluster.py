@@ -12,7 +12,9 @@ scancel, ...) run through :meth:`OneNodeCluster.command` in the same place.
 from __future__ import annotations
 
 import os
+import random
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -87,9 +89,12 @@ class OneNodeCluster:
         _wait_for(self._node_idle, 60, f"the node never became idle; see {self.folder / 'logs'}")
 
     def stop(self) -> None:
-        """Cancel every job, then end the daemons (SIGTERM, SIGKILL after 10 s)."""
+        """Cancel every job and let it end, then end the daemons and any step daemon they left."""
         if any(process.poll() is None for process in self._processes):
             self.command("scancel", "--full", "--user=root", check=False)
+            deadline = time.monotonic() + self.kill_wait_s + 15
+            while self._jobs_left() and time.monotonic() < deadline:
+                time.sleep(0.2)
         for process in reversed(self._processes):
             if process.poll() is None:
                 process.terminate()
@@ -100,6 +105,25 @@ class OneNodeCluster:
                 process.kill()
                 process.wait(5)
         self._processes.clear()
+        for pid in self._step_daemons():  # a step whose slurmd is gone retries its last message for ever
+            os.kill(pid, signal.SIGKILL)
+
+    def _jobs_left(self) -> bool:
+        done = self.command("squeue", "--noheader", "--format=%i", check=False)
+        return done.returncode == 0 and bool(done.stdout.strip())
+
+    def _step_daemons(self) -> list[int]:
+        """The slurmstepd processes of this cluster (slurmd passes them its SLURM_CONF)."""
+        mine = f"SLURM_CONF={self.config}".encode()
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if (entry / "comm").read_text().strip() == "slurmstepd" and \
+                        mine in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except (OSError, ValueError):
+                continue
+        return found
 
     def job(self, job_id: int) -> dict[str, str]:
         """The job's fields as ``scontrol show job`` prints them (JobState, ExitCode, ...)."""
@@ -148,6 +172,8 @@ class OneNodeCluster:
         return done.returncode == 0 and done.stdout.strip() == "idle"
 
     def _slurm_conf(self, munge_socket: Path) -> str:
+        # Job numbers of their own: MPICH names its shared memory after the job step ("1.0"), and a
+        # segment a killed step of another cluster left behind would be taken for this step's.
         host = socket.gethostname().split(".")[0]
         logs, folder = self.folder / "logs", self.folder
         return f"""\
@@ -175,6 +201,7 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 SlurmdParameters=config_overrides
 ReturnToService=2
+FirstJobId={random.randrange(1000, 60_000_000)}
 KillWait={self.kill_wait_s}
 MinJobAge=600
 NodeName=n1 NodeHostname={host} NodeAddr=127.0.0.1 CPUs={self.cpus} State=UNKNOWN

@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,12 +41,17 @@ def _mpi() -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster():
+    """Its folder is not pytest's: pytest may prune its older folders while the daemons still use this one."""
     reason = why_slurm_cannot_run()
     if reason:
         pytest.skip(reason)
-    with OneNodeCluster(tmp_path_factory.mktemp("slurm"), cpus=TASKS * 2, kill_wait_s=KILL_WAIT_S) as cluster:
-        yield cluster
+    folder = Path(tempfile.mkdtemp(prefix="monitor-slurm-"))
+    try:
+        with OneNodeCluster(folder, cpus=TASKS * 2, kill_wait_s=KILL_WAIT_S) as cluster:
+            yield cluster
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
