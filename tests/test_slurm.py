@@ -27,7 +27,8 @@ pytestmark = pytest.mark.slow
 
 SCRIPT = ROOT / "examples" / "slurm-monitor.sh"
 STATISTICS = {"pipeline": "FrameStatisticsPipeline"}
-KILL_WAIT_S = 10
+KILL_WAIT_S = 30
+"""SLURM's default: SIGKILL this long after scancel's SIGTERM; a run that has not ended by then loses its summary."""
 TASKS = 4
 
 
