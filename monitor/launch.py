@@ -32,7 +32,7 @@ class Launch:
     """How the environment says this process was started; ``tasks`` is None where it does not say."""
 
     launcher: str
-    """"srun", "Open MPI's mpirun", "a PMI launcher" (MPICH's mpirun, srun --mpi=pmi2) or "" (none)."""
+    """"srun", "Open MPI's mpirun", "a PMI launcher" (MPICH's mpirun) or "" (none)."""
     tasks: int | None
     task: int
     """This process's place among the tasks as the launcher numbered them (0 where unknown)."""
@@ -53,10 +53,11 @@ class Launch:
         pmi = "PMI_RANK" in environ or "PMI_FD" in environ
         pmix = "PMIX_RANK" in environ
         srun_mpi = environ.get("SLURM_MPI_TYPE")
-        by_srun = "SLURM_STEP_NUM_TASKS" in environ and (not pmi or srun_mpi == "pmi2")
-        for launcher, size_key, rank_key in (("Open MPI's mpirun", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"),
-                                             ("srun", "SLURM_STEP_NUM_TASKS" if by_srun else "", "SLURM_PROCID"),
-                                             ("a PMI launcher", "PMI_SIZE", "PMI_RANK")):
+        by_srun = not pmi or srun_mpi == "pmi2"  # else MPICH's mpirun, its proxies started by srun
+        candidates = [("Open MPI's mpirun", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"),
+                      *([("srun", "SLURM_STEP_NUM_TASKS", "SLURM_PROCID")] if by_srun else []),
+                      ("a PMI launcher", "PMI_SIZE", "PMI_RANK")]
+        for launcher, size_key, rank_key in candidates:
             tasks = _integer(environ.get(size_key))
             if tasks is not None:
                 return cls(launcher=launcher, tasks=tasks, task=_integer(environ.get(rank_key)) or 0,
