@@ -111,14 +111,18 @@ def send_streams(urls: list[str], frames: int, rate_hz: float, sending: mp.Event
     context.term()
 
 
-def sink(url: str, streams: int, results: mp.Queue, ready: mp.Event, context: zmq.Context | None = None) -> None:
-    """Read frames as a worker does, until series_end (or 3 s of silence: a receiver that lags
-    drops the end message too); report what came."""
+def sink(url: str, streams: int, results: mp.Queue, ready: mp.Event, context: zmq.Context | None = None,
+         start_reading: mp.Event | None = None) -> None:
+    """Read frames as a worker does (from ``start_reading`` on, if given), until series_end (or
+    3 s of silence: a receiver that lags drops the end message too); report what came."""
     keep_frame_buffers()
     context = context or zmq.Context()
     pull = context.socket(zmq.PULL)
+    pull.setsockopt(zmq.RCVHWM, 8)  # as a worker's (the handler's receive_hwm)
     pull.connect(url)
     ready.set()
+    if start_reading is not None:
+        start_reading.wait()
     frames = whole = 0
     first = last = 0.0
     while pull.poll(3000 if first else 60_000):
@@ -163,6 +167,27 @@ def trial(streams: int, rate_hz: float, seconds: float) -> dict[str, float]:
     }
 
 
+def burst_trial(streams: int, rate_hz: float, frames: int) -> dict[str, float]:
+    """A burst with no worker reading until it is over: every frame must wait in the assembler
+    (``buffer_mb``, 2048 MiB by default) or in ZMQ's queues; what arrives afterwards, whole."""
+    urls = [free_tcp_url() for _ in range(streams)]
+    parameters = AssemblerParameters(streams=urls, bind=free_tcp_url(), status_interval_s=0)
+    results, sent = mp.Queue(), mp.Queue()
+    ready, sending, start_reading = mp.Event(), mp.Event(), mp.Event()
+    reader = mp.Process(target=sink, args=(parameters.bind, streams, results, ready, None, start_reading))
+    reader.start()
+    ready.wait()
+    with start_assembler(parameters):
+        sender = mp.Process(target=send_streams, args=(urls, frames, rate_hz, sending, sent))
+        sender.start()
+        sender.join()
+        time.sleep(1.0)  # the assembler reads what the streams still hold
+        start_reading.set()
+        outcome = results.get(timeout=frames / 100 + 60)
+    reader.join()
+    return {"sent": frames, "send_hz": sent.get(), **outcome}
+
+
 def inproc_trial(streams: int, frames: int) -> dict[str, float]:
     """The assembler's own limit: sender, assembler and sink threads on ``inproc://`` (no copies, no
     kernel), the sender lossless and as fast as it can; the assembler's loop CPU is its thread's."""
@@ -200,6 +225,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="acquisition length per rate")
     parser.add_argument("--rates", type=float, nargs="+", default=[250, 500, 750, 1000, 1250, 1500])
     parser.add_argument("--inproc-frames", type=int, default=5000)
+    parser.add_argument("--bursts", type=int, nargs="+", default=[500, 1000, 1100, 1500],
+                        help="burst lengths (frames, at the highest lossless rate) with no worker reading")
     arguments = parser.parse_args()
     logging.getLogger("monitor.assembler").setLevel(logging.WARNING)
     print(f"assembler benchmark, {os.cpu_count()} cores shared by sender, assembler and sink")
@@ -218,7 +245,12 @@ def main() -> None:
                 break  # lost frames, or kept up only thanks to the receivers' 1000-message queues
             best = rate
         print(f"sustained without loss (every frame whole, received at >= 95% of the rate): {best:.0f} frames/s")
-    print(f"\n2. the assembler's own limit: threads on inproc:// (no socket copies), {arguments.inproc_frames} frames")
+    print("\n2. bursts with no worker reading until they are over (2 x 1 MiB streams, default buffer)")
+    print(f"{'frames':>7} {'send Hz':>8} {'arrived':>8} {'whole':>6}")
+    for frames in arguments.bursts:
+        r = burst_trial(2, 1000, frames)
+        print(f"{frames:7d} {r['send_hz']:8.0f} {r['frames']:8d} {r['whole']:6d}", flush=True)
+    print(f"\n3. the assembler's own limit: threads on inproc:// (no socket copies), {arguments.inproc_frames} frames")
     for streams, name in LAYOUTS:
         r = inproc_trial(streams, arguments.inproc_frames)
         print(f"JUNGFRAU 1M, {name}: {r['whole']}/{r['sent']} whole, "

@@ -59,10 +59,11 @@ class DataRetrievalLayerParameters(BaseModel):
     )
     poll_interval_s: float = Field(default=0.1, gt=0, le=5)
     """Longest wait for a message before the generator yields an idle event."""
-    receive_hwm: int = Field(default=32, ge=1)
+    receive_hwm: int = Field(default=8, ge=1)
     """Frames queued per worker; the sender blocks (or hands frames to other workers) past it."""
     max_message_bytes: int = Field(default=64 << 20, ge=1 << 20)
-    """ZMQ refuses larger messages: a bound on memory whatever a sender does."""
+    """A larger message is counted as failed, unread.  Not ZMQ's MAXMSGSIZE: that drops the
+    whole connection, and with it the good frames queued behind the large one."""
     simulator: SimulatorParameters = SimulatorParameters()
     """Used when ``source`` is ``simulator``: the collector rank starts it."""
     assembler: AssemblerParameters | None = None
@@ -113,6 +114,8 @@ class Jungfrau1MZmqDataEventHandler:
         self._assembler_stats: AssemblerStats | None = None
         self._assembly: dict[str, Any] = {}
         self._acquisitions: list[dict[str, Any]] = []
+        self._final_assembly: dict[str, Any] | None = None
+        self._simulated: dict[str, Any] = {}
 
     def designated_collector_rank(self) -> Literal["first", "last"]:
         return self._parameters.collector_rank
@@ -127,9 +130,15 @@ class Jungfrau1MZmqDataEventHandler:
         if self._source == SIMULATOR:
             self._start_simulator()
 
+    def _scratch_dir(self) -> Path:
+        """A folder of this run's own for what the children it starts leave behind."""
+        if self._scratch is None:
+            self._scratch = tempfile.TemporaryDirectory(prefix="monitor-source-")
+        return Path(self._scratch.name)
+
     def _start_assembler(self) -> None:
         parameters = self._parameters.assembler
-        self._assembler = start_assembler(parameters)
+        self._assembler = start_assembler(parameters, final_report=self._scratch_dir() / "assembler.json")
         atexit.register(self._assembler.stop)
         if parameters.stats is not None:
             self._assembler_stats = AssemblerStats(parameters.stats)
@@ -139,8 +148,7 @@ class Jungfrau1MZmqDataEventHandler:
     def _start_simulator(self) -> None:
         simulator = self._parameters.simulator
         if simulator.truth_file is None:  # keep the truth anyway: the summary compares against it
-            self._scratch = tempfile.TemporaryDirectory(prefix="monitor-simulator-")
-            simulator = simulator.model_copy(update={"truth_file": Path(self._scratch.name) / "truth.jsonl"})
+            simulator = simulator.model_copy(update={"truth_file": self._scratch_dir() / "truth.jsonl"})
         self._truth_file = simulator.truth_file
         command = [sys.executable, "-m", "monitor.simulate", "--exit-with-parent", *simulator.command_line()]
         self._simulator = subprocess.Popen(command, start_new_session=True)  # see start_assembler
@@ -157,8 +165,10 @@ class Jungfrau1MZmqDataEventHandler:
                 raise RuntimeError(f"the frame assembler exited with code {self._assembler.poll()}")
             self._read_assembler_stats()
             counts = self._assembly.get("acquisition") or {}
+            dropped = counts.get("dropped", {})
             status.update(assembler_incomplete=counts.get("incomplete"), assembler_gaps=counts.get("gaps"),
-                          assembler_dropped=sum(counts.get("dropped", {}).values()) if counts else None)
+                          assembler_dropped=", ".join(f"{reason} {n}" for reason, n in sorted(dropped.items()))
+                          or (0 if counts else None))
         return status
 
     def _read_assembler_stats(self) -> None:
@@ -167,15 +177,34 @@ class Jungfrau1MZmqDataEventHandler:
             if message.get("final") and message.get("acquisition"):
                 self._acquisitions.append(message["acquisition"])
 
-    def _assembly_summary(self) -> dict[str, Any]:
-        """The assembler's accounting: totals over its acquisitions (the open one too), each in full."""
+    def _assembled_acquisitions(self) -> list[dict[str, Any]]:
+        """Every acquisition's counts: the assembler's final report once it has exited (its last
+        word), else what its stats socket said last (the open acquisition too)."""
+        if self._final_assembly is not None:
+            return self._final_assembly["acquisitions"]
         acquisitions = list(self._acquisitions)
         if not self._assembly.get("final") and self._assembly.get("acquisition"):
-            acquisitions.append(self._assembly["acquisition"])  # stopped during an acquisition
+            acquisitions.append(self._assembly["acquisition"])
+        return acquisitions
+
+    def _assembly_summary(self) -> dict[str, Any]:
+        """The assembler's accounting: totals over its acquisitions (the open one too), each in full."""
+        acquisitions = self._assembled_acquisitions()
         totals = {key: sum(a[key] for a in acquisitions) for key in ("assembled", "incomplete", "sent", "gaps")}
         dropped = sum(sum(a["dropped"].values()) for a in acquisitions)
         return {**{f"assembler_{key}": value for key, value in totals.items()}, "assembler_dropped": dropped,
                 "assembler_acquisitions": acquisitions}
+
+    def stop_event_source(self) -> bool:
+        """The simulator stops (its end messages follow its last frame, through the assembler if
+        there is one); else our assembler closes its acquisition and sends what it holds."""
+        if self._simulator is not None and self._simulator.poll() is None:
+            self._simulator.terminate()
+            return True
+        if self._assembler is not None and self._assembler.poll() is None:
+            self._assembler.process.terminate()
+            return True
+        return False
 
     def end_event_handling_on_collecting_node(self, *, node_rank: int, node_pool_size: int) -> dict[str, Any]:
         """Stop what this node started; report the simulator's truth and the assembler's accounting."""
@@ -184,24 +213,59 @@ class Jungfrau1MZmqDataEventHandler:
         if self._assembler is not None:
             self._read_assembler_stats()
             self._assembler.stop()
+            self._final_assembly = self._assembler.final_report()
+            if self._final_assembly is None:
+                log.warning("the frame assembler left no final report: its figures are its last published ones")
             if self._assembler_stats is not None:
                 self._assembler_stats.close()
             summary.update(self._assembly_summary())
-        if self._truth_file is None or not self._truth_file.exists():
-            return summary
-        with self._truth_file.open() as lines:
-            hits = [json.loads(line)["is_hit"] for line in lines]
+        if self._truth_file is not None and self._truth_file.exists():
+            summary.update(self._simulator_summary(self._truth_file))
         if self._scratch is not None:
             self._scratch.cleanup()
-        return {**summary, "true_hit_rate": sum(hits) / len(hits) if hits else None, "simulated_frames": len(hits)}
+        return summary
+
+    def _simulator_summary(self, truth_file: Path) -> dict[str, Any]:
+        """What the simulator sent, by its truth: the true hit rate, and the images it dropped."""
+        with truth_file.open() as lines:
+            frames = [json.loads(line) for line in lines]
+        streams = self._parameters.simulator.streams if self._parameters.simulator.protocol == "receiver" else 1
+        self._simulated = {
+            "simulated_frames": len(frames),
+            "simulator_dropped_images": sum(len(frame.get("dropped_streams", [])) for frame in frames),
+            "simulator_dropped_frames": sum(len(frame.get("dropped_streams", [])) == streams for frame in frames),
+        }
+        hits = [frame["is_hit"] for frame in frames]
+        return {"true_hit_rate": sum(hits) / len(hits) if hits else None, **self._simulated}
+
+    def source_accounting(self) -> dict[str, Any]:
+        """The simulator's count of frames sent; the assembler's drops, gaps and frames handed on."""
+        accounting: dict[str, Any] = {"sent": self._simulated.get("simulated_frames"), "delivered": None,
+                                      "dropped": {}, "estimates": {}}
+        if self._assembler is None:
+            return accounting
+        acquisitions = self._assembled_acquisitions()
+        dropped: dict[str, int] = {}
+        for acquisition in acquisitions:
+            for reason, count in acquisition["dropped"].items():
+                dropped[reason] = dropped.get(reason, 0) + count
+            if acquisition["gaps"]:
+                dropped["source_gap"] = dropped.get("source_gap", 0) + acquisition["gaps"]
+        estimated = [a["estimated_not_received"] for a in acquisitions if a.get("estimated_not_received")]
+        if estimated:
+            accounting["estimates"]["frames_never_received_after_a_lost_end"] = sum(estimated)
+        accounting.update(delivered=sum(a["sent"] for a in acquisitions), dropped=dropped)
+        return accounting
 
     def _stop_simulator(self) -> None:
         if self._simulator is not None and self._simulator.poll() is None:
             self._simulator.terminate()
+        if self._simulator is not None:
             try:
-                self._simulator.wait(timeout=2)
+                self._simulator.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self._simulator.kill()
+                self._simulator.wait()
 
     def initialize_event_handling_on_processing_node(self, *, node_rank: int, node_pool_size: int) -> None:
         """Connect this worker's PULL socket; the sender spreads frames across workers."""
@@ -210,7 +274,6 @@ class Jungfrau1MZmqDataEventHandler:
         self._context = zmq.Context()
         socket = self._context.socket(zmq.PULL)
         socket.setsockopt(zmq.RCVHWM, self._parameters.receive_hwm)
-        socket.setsockopt(zmq.MAXMSGSIZE, self._parameters.max_message_bytes)
         socket.setsockopt(zmq.LINGER, 0)
         socket.connect(self._parameters.url)
         self._socket = socket
@@ -234,6 +297,7 @@ class Jungfrau1MZmqDataEventHandler:
                 parts = socket.recv_multipart(copy=False)
                 info = {"received_at": time.time(), "bytes": sum(len(part) for part in parts)}
                 try:
+                    self._check_size(info["bytes"])
                     message = parse_sync_message(parts)
                 except WireFormatError as error:
                     yield {"kind": "frame", "error": error, "additional_info": info}
@@ -243,6 +307,11 @@ class Jungfrau1MZmqDataEventHandler:
             socket.close(linger=0)
             if self._context is not None:
                 self._context.term()
+
+    def _check_size(self, nbytes: int) -> None:
+        if nbytes > self._parameters.max_message_bytes:
+            raise WireFormatError(f"message of {nbytes / (1 << 20):.1f} MiB is over max_message_bytes "
+                                  f"({self._parameters.max_message_bytes / (1 << 20):g} MiB)")
 
     @staticmethod
     def _event(message: SyncStart | SyncFrame | SyncEnd, info: dict[str, Any]) -> Event:

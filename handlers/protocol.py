@@ -57,6 +57,23 @@ class DataEventHandlerProtocol(Protocol):
         """Live figures of what the handler runs on the collector (e.g. a frame assembler's drops)."""
         ...
 
+    def stop_event_source(self) -> bool:
+        """Ask the source the collecting node started to end its acquisition now (a stop: signal,
+        ``max_events``); True if it will, so that an end message follows the frames already sent
+        and the run can drain them; False when the source is not this handler's to stop.
+
+        Not in the seed interface: a stop that waits for frames in flight needs a last message
+        behind them, and only the sender can put it there.
+        """
+        ...
+
+    def source_accounting(self) -> dict[str, Any]:
+        """What the source side knows of the frames, from each component's last word:
+        ``sent`` (the source's own count, or None), ``delivered`` (frames handed to the
+        workers, or None), ``dropped`` (reason -> count) and ``estimates`` (labelled figures
+        that are not counts).  Call after ``end_event_handling_on_collecting_node``."""
+        ...
+
     def end_event_handling_on_collecting_node(self, *, node_rank: int, node_pool_size: int) -> dict[str, Any]:
         """Stop what the collecting node started; return figures for the final summary.
 

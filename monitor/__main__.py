@@ -8,9 +8,9 @@ wrong during the run.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from monitor.launch import Launch
 
 __all__ = ["main"]
+
+ABORT_GRACE_S = 0.5
+"""Before ``MPI_Abort``, time for the launcher to forward what this rank printed: Hydra drops the
+output still in its pipes when it kills the job, and the summary would be lost with it."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -83,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     keep_frame_buffers()
     status = StatusLine(enabled=not args.quiet)
     try:
-        outcome = run(config, print_status=status)
+        outcome = run(config, print_status=status, summary_json=args.summary_json)
     except MonitorError as error:
         print(f"monitor: error: rank {rank}: {error}", file=sys.stderr)
         MPI.COMM_WORLD.Abort(error.exit_code)
@@ -91,10 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     if outcome.summary is not None:
         status.finish()
         print(format_summary(outcome.summary), flush=True)
-        if args.summary_json:
-            args.summary_json.write_text(json.dumps(outcome.summary, indent=2) + "\n")
         for message in outcome.summary["errors"]:
             print(f"monitor: error: {message}", file=sys.stderr)
+        if outcome.summary["lost_ranks"]:
+            print(f"monitor: error: rank(s) {', '.join(map(str, outcome.summary['lost_ranks']))} lost "
+                  "(frozen or dead): the job ends with MPI_Abort", file=sys.stderr, flush=True)
+    if outcome.abort:
+        time.sleep(ABORT_GRACE_S)
+        MPI.COMM_WORLD.Abort(outcome.exit_code)
     return outcome.exit_code
 
 

@@ -56,14 +56,22 @@ class RunParameters(BaseModel):
     """Stop after this many events have been collected (None: no limit)."""
     idle_timeout_s: float | None = Field(default=None, gt=0)
     """Stop when no event has arrived for this long (None: wait for ever)."""
-    no_data_warning_s: float = Field(default=3.0, gt=0)
-    """Warn once when nothing has arrived this long after the start."""
+    no_data_warning_s: float = Field(default=15.0, gt=0)
+    """Warn once when nothing has arrived this long after the start (the simulator alone takes a
+    few seconds to start on a busy machine: a warning every run teaches users to ignore it)."""
     status_interval_s: float = Field(default=1.0, gt=0)
     """Seconds between live status lines on the collector."""
+    checkpoint_interval_s: float = Field(default=2.0, gt=0)
+    """Seconds between checkpoints of the summary (written aside, then renamed), so that a run
+    killed by its launcher still leaves its figures."""
     drain_timeout_s: float = Field(default=5.0, gt=0)
-    """After the end of an acquisition, how long to wait for announced frames still in flight."""
+    """After the end of an acquisition, how long the frames it announced may take to arrive once
+    nothing else comes in (then the run ends, the missing ones counted)."""
     stop_timeout_s: float = Field(default=5.0, gt=0)
-    """How long the collector waits for every worker to confirm a stop before aborting the job."""
+    """How long a stop waits: for the source's end message, for a worker that has gone silent
+    (frozen or dead: its frames are counted as lost with it), for every worker's last word."""
+    silent_worker_warning_s: float = Field(default=3.0, gt=0)
+    """Warn (naming the rank) when a worker has said nothing this long while the others work."""
 
 
 class _TopLevel(BaseModel):

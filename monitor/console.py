@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-__all__ = ["StatusLine", "format_summary"]
+__all__ = ["StatusLine", "format_summary", "format_accounting"]
 
 
 def _figure(value: Any) -> str:
@@ -60,11 +60,28 @@ def _short_and_flat(value: dict[str, Any] | list[Any]) -> bool:
     return 0 < len(value) <= 8 and not any(isinstance(item, (dict, list)) for item in items)
 
 
+def format_accounting(accounting: dict[str, Any]) -> str:
+    """One line that adds up: sent = processed + failed + dropped (by reason) + unaccounted."""
+    dropped = accounting["dropped"]
+    reasons = ", ".join(f"{reason} {_figure(n)}" for reason, n in dropped.items())
+    line = (f"sent {_figure(accounting['sent']) if accounting['sent'] is not None else 'unknown'} = "
+            f"processed {_figure(accounting['processed'])} + failed {_figure(accounting['failed'])} + "
+            f"dropped {_figure(sum(dropped.values()))}{f' ({reasons})' if reasons else ''}")
+    if accounting.get("unaccounted") is not None:
+        line += f" + unaccounted {_figure(accounting['unaccounted'])}"
+    for name, value in accounting.get("estimates", {}).items():
+        line += f"; estimate: {name.replace('_', ' ')} {_figure(value)}"
+    return line
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     """The final table: run figures first, then the pipeline's, then one row per rank."""
     lines = ["", "Run summary", "-----------"]
     width = max(len(key) for key in summary)
     for key, value in summary.items():
+        if key == "accounting":
+            lines.append(f"{key:<{width}}  {format_accounting(value)}")
+            continue
         if key == "per_rank" or isinstance(value, (dict, list)) and not _short_and_flat(value):
             continue  # series (profiles) and nested records go to --summary-json only
         if isinstance(value, (dict, list)):

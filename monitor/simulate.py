@@ -7,10 +7,14 @@ of the two shapes real software sends:
   synchronizer does (start, one message per frame, end): what the monitor's
   workers read directly;
 * ``--protocol receiver``: one PUB stream per module (or half-module) on
-  consecutive ports, as slsReceiver does, for the frame assembler.
+  consecutive ports, as slsReceiver does, for the frame assembler: high-water
+  mark 1000 and no waiting for a slow subscriber (past the mark the image is
+  dropped, as the real receiver drops it), but every drop is written down.
 
 It sends a finite acquisition at a given rate and can record the ground truth
-(which frames hold which peaks) as JSON lines.
+(which frames hold which peaks, which stream images it dropped) as JSON lines,
+a line once a frame has been sent.  SIGTERM or SIGINT ends the acquisition
+early, as a detector stop does: the end messages still go out.
 """
 
 from __future__ import annotations
@@ -18,12 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from types import FrameType
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import zmq
@@ -32,6 +38,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from monitor import wire
 from monitor.endpoints import check_endpoint, endpoint_with_port_offset
 from monitor.memory import keep_frame_buffers
+
+if TYPE_CHECKING:
+    from monitor.simulation import FrameTruth
 
 __all__ = ["SimulatorParameters", "run_simulator", "main"]
 
@@ -55,6 +64,10 @@ class SimulatorParameters(BaseModel):
     truth_file: Path | None = None
     subscriber_wait_s: float = Field(default=30.0, gt=0)
     """Receiver protocol: how long to wait for a subscriber on every stream before sending."""
+    send_hwm: int = Field(default=1000, ge=1)
+    """Receiver protocol: messages a stream queues for a slow subscriber before it drops (slsReceiver: 1000)."""
+    lose_end_messages: bool = False
+    """Receiver protocol: send no end message, as when the network lost it (for tests of that case)."""
 
     @field_validator("url")
     @classmethod
@@ -68,17 +81,38 @@ class SimulatorParameters(BaseModel):
             "--rate", str(self.rate_hz), "--streams", str(self.streams),
             "--first-frame", str(self.first_frame), "--seed", str(self.seed),
             "--hit-fraction", str(self.hit_fraction),
-            "--subscriber-wait", str(self.subscriber_wait_s),
+            "--subscriber-wait", str(self.subscriber_wait_s), "--send-hwm", str(self.send_hwm),
         ]
+        if self.lose_end_messages:
+            args.append("--lose-end-messages")
         if self.truth_file is not None:
             args += ["--truth", str(self.truth_file)]
         return args
+
+
+class _Stop:
+    """SIGTERM/SIGINT as a flag: the acquisition ends early, in order, like a detector stop."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def install(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._note)
+
+    def _note(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+
+
+_STOP = _Stop()
 
 
 def _paced(count: int, rate_hz: float, first: int) -> Iterator[int]:
     """Frame numbers at ``rate_hz``, catching up after a slow frame rather than drifting."""
     start = time.perf_counter()
     for i in range(count):
+        if _STOP.requested:
+            return
         delay = start + i / rate_hz - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
@@ -96,23 +130,31 @@ def _stream_port(stream: int) -> int:
     return wire.FIRST_UDP_PORT + stream
 
 
-def _frames(parameters: SimulatorParameters) -> Iterator[tuple[int, np.ndarray]]:
+class _Truth:
+    """The truth file: one JSON line per frame sent, with the streams that dropped its image."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._file = path.open("w") if path is not None else None
+
+    def record(self, truth: FrameTruth, dropped_streams: list[int]) -> None:
+        if self._file is not None:
+            self._file.write(json.dumps({**truth.to_json(), "dropped_streams": dropped_streams}) + "\n")
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+def _frames(parameters: SimulatorParameters) -> Iterator[tuple[int, np.ndarray, FrameTruth]]:
     from monitor.simulation import SimulatedJungfrau1M
 
     model = SimulatedJungfrau1M(seed=parameters.seed, hit_fraction=parameters.hit_fraction)
-    truth = parameters.truth_file.open("w") if parameters.truth_file else None
-    try:
-        for number in _paced(parameters.frames, parameters.rate_hz, parameters.first_frame):
-            raw, frame_truth = model.frame(number)
-            if truth is not None:
-                truth.write(json.dumps(frame_truth.to_json()) + "\n")
-            yield number, raw
-    finally:
-        if truth is not None:
-            truth.close()
+    for number in _paced(parameters.frames, parameters.rate_hz, parameters.first_frame):
+        raw, frame_truth = model.frame(number)
+        yield number, raw, frame_truth
 
 
-def _send_sync(context: zmq.Context, parameters: SimulatorParameters) -> int:
+def _send_sync(context: zmq.Context, parameters: SimulatorParameters, truth: _Truth) -> int:
     """Start, frames and end on one PUSH socket; blocks (like PSI's) while no worker reads."""
     socket = context.socket(zmq.PUSH)
     socket.setsockopt(zmq.LINGER, -1)
@@ -126,7 +168,7 @@ def _send_sync(context: zmq.Context, parameters: SimulatorParameters) -> int:
         for ports in receivers
     ]))
     sent = 0
-    for index, (number, raw) in enumerate(_frames(parameters)):
+    for index, (number, raw, frame_truth) in enumerate(_frames(parameters)):
         modules = [
             (wire.module_header(port=_stream_port(k), row=k, column=0, frame_number=number,
                                 frame_index=index, shape=raw[rows].shape,
@@ -136,6 +178,7 @@ def _send_sync(context: zmq.Context, parameters: SimulatorParameters) -> int:
             for k, rows in slices
         ]
         socket.send_multipart(wire.build_sync_frame(modules), copy=False)
+        truth.record(frame_truth, [])
         sent += 1
     socket.send_multipart(wire.build_sync_end([(ports, [sent] * len(ports)) for ports in receivers]))
     socket.close()
@@ -148,21 +191,22 @@ def _receivers(streams: int) -> list[list[int]]:
     return [[_stream_port(m * per_module + i) for i in range(per_module)] for m in range(2)]
 
 
-def _send_receiver(context: zmq.Context, parameters: SimulatorParameters) -> int:
+def _send_receiver(context: zmq.Context, parameters: SimulatorParameters, truth: _Truth) -> int:
     """One PUB stream per module or half-module, like slsReceiver; end message on each."""
     sockets = []
     for k in range(parameters.streams):
         socket = context.socket(zmq.XPUB)  # XPUB: we see subscriptions, so we know when to start
-        socket.setsockopt(zmq.SNDHWM, 1000)
-        # Unlike a real receiver, wait for a slow subscriber rather than drop: the simulated
-        # acquisition then arrives whole, so runs can be checked frame for frame.
+        socket.setsockopt(zmq.SNDHWM, parameters.send_hwm)
+        # A PUB socket drops past its high-water mark without a word; with NODROP and a
+        # non-blocking send it says so (EAGAIN), so the drop can be written in the truth.
         socket.setsockopt(zmq.XPUB_NODROP, 1)
         socket.setsockopt(zmq.LINGER, 2000)
         socket.bind(endpoint_with_port_offset(parameters.url, k))
         sockets.append(socket)
     _wait_for_subscribers(sockets, parameters.subscriber_wait_s)
     sent = 0
-    for index, (number, raw) in enumerate(_frames(parameters)):
+    for index, (number, raw, frame_truth) in enumerate(_frames(parameters)):
+        dropped = []
         for k, rows in _stream_slices(parameters.streams):
             image = raw[rows]
             header = wire.receiver_header(
@@ -172,10 +216,15 @@ def _send_receiver(context: zmq.Context, parameters: SimulatorParameters) -> int
                 packetNumber=128 // (parameters.streams // 2), fname="/simulated/run",
                 rx_roi=[0, image.shape[1] - 1, 0, image.shape[0] - 1],
             )
-            sockets[k].send_multipart([wire.encode_header(header), memoryview(image)], copy=False)
+            try:
+                sockets[k].send_multipart([wire.encode_header(header), memoryview(image)], zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                dropped.append(k)
+        truth.record(frame_truth, dropped)
         sent += 1
     for socket in sockets:
-        socket.send(wire.encode_header(wire.receiver_end_header()))
+        if not parameters.lose_end_messages:
+            socket.send(wire.encode_header(wire.receiver_end_header()))  # waits for room: the end must arrive
         socket.close()
     return sent
 
@@ -210,10 +259,12 @@ def _exit_with_parent() -> None:
 def run_simulator(parameters: SimulatorParameters) -> int:
     """Send one acquisition; return the number of frames sent."""
     context = zmq.Context()
+    truth = _Truth(parameters.truth_file)
     try:
         send = _send_sync if parameters.protocol == "sync" else _send_receiver
-        return send(context, parameters)
+        return send(context, parameters, truth)
     finally:
+        truth.close()
         context.term()
 
 
@@ -231,6 +282,10 @@ def _arguments(argv: list[str] | None) -> SimulatorParameters:
     parser.add_argument("--hit-fraction", type=float, default=defaults.hit_fraction)
     parser.add_argument("--truth", type=Path, default=None, help="write each frame's ground truth here (JSON lines)")
     parser.add_argument("--subscriber-wait", type=float, default=defaults.subscriber_wait_s)
+    parser.add_argument("--send-hwm", type=int, default=defaults.send_hwm,
+                        help="receiver: messages queued per stream before it drops (slsReceiver: 1000)")
+    parser.add_argument("--lose-end-messages", action="store_true",
+                        help="receiver: send no end messages, as if the network lost them")
     parser.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.exit_with_parent:
@@ -239,6 +294,7 @@ def _arguments(argv: list[str] | None) -> SimulatorParameters:
         protocol=args.protocol, url=args.url, frames=args.frames, rate_hz=args.rate,
         streams=args.streams, first_frame=args.first_frame, seed=args.seed,
         hit_fraction=args.hit_fraction, truth_file=args.truth, subscriber_wait_s=args.subscriber_wait,
+        send_hwm=args.send_hwm, lose_end_messages=args.lose_end_messages,
     )
 
 
@@ -249,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"simulator: {error}", file=sys.stderr)
         return 2
     keep_frame_buffers()
+    _STOP.install()
     start = time.perf_counter()
     sent = run_simulator(parameters)
     elapsed = time.perf_counter() - start

@@ -47,6 +47,8 @@ __all__ = [
     "receiver_header",
     "receiver_end_header",
     "encode_header",
+    "part_nbytes",
+    "JUNGFRAU",
     "PIXEL_DTYPE",
 ]
 
@@ -56,6 +58,9 @@ PIXEL_DTYPE = np.dtype("<u2")
 FIRST_UDP_PORT = 50012
 """Our senders have no UDP ports; stream ``i`` is named ``FIRST_UDP_PORT + i`` (PSI's first port)."""
 
+JUNGFRAU = 3
+"""``detType`` of a JUNGFRAU module in every header (slsDetectorPackage's detector type enum)."""
+
 BufferLike = Any
 """Anything exposing the buffer protocol: ``bytes``, ``memoryview``, ``zmq.Frame``."""
 
@@ -64,6 +69,11 @@ def _buffer(part: BufferLike) -> memoryview:
     """A zero-copy view of one message part, whatever ZMQ handed us."""
     buffer = getattr(part, "buffer", None)  # zmq.Frame when received with copy=False
     return memoryview(buffer if buffer is not None else part)
+
+
+def part_nbytes(part: BufferLike) -> int:
+    """Bytes in one message part (a ZMQ frame, bytes or any buffer)."""
+    return _buffer(part).nbytes
 
 
 def _json_part(part: BufferLike, where: str) -> dict[str, Any]:
@@ -120,6 +130,8 @@ class ModuleImage:
 
 
 def _module_image(header: dict[str, Any], data: BufferLike, size_key: str, where: str) -> ModuleImage:
+    if header.get("detType", JUNGFRAU) != JUNGFRAU:
+        raise WireFormatError(f"{where}: detType {header.get('detType')!r} is not JUNGFRAU ({JUNGFRAU})")
     shape = _shape_key(header, where)
     declared = _int_key(header, size_key, where)
     nbytes = _buffer(data).nbytes
@@ -170,7 +182,11 @@ class SyncEnd:
 
     @property
     def frames_sent(self) -> int | None:
-        """The sender's frame count when every port agrees on it, else unknown."""
+        """Frames the sender sent: our assembler says so (``sentFrames``, frames with a part missing
+        included); PSI's synchronizer only by ports that agree; else unknown."""
+        stated = {header.get("sentFrames") for header in self.headers}
+        if len(stated) == 1 and isinstance(next(iter(stated)), int):
+            return stated.pop()
         counts = set(self.frames_per_port.values())
         return counts.pop() if len(counts) == 1 else None
 
@@ -306,16 +322,21 @@ def build_sync_frame(modules: Sequence[tuple[dict[str, Any], BufferLike]]) -> li
 
 def build_sync_end(
     frames_per_receiver: Sequence[tuple[list[int], list[int]]],
-    *, last_frame_numbers: Sequence[list[int]] | None = None,
+    *, last_frame_numbers: Sequence[list[int]] | None = None, frames_sent: int | None = None,
 ) -> list[bytes]:
     """One series_end part per receiver, from its (ports, frame counts).
 
     PSI's ``lastFrameIndex`` is each port's last frame number; without
-    ``last_frame_numbers`` the counts stand in for it.
+    ``last_frame_numbers`` the counts stand in for it.  ``frames_sent`` adds
+    ``sentFrames`` (a key of ours: PSI's readers ignore it), the number of
+    frame messages sent, which the per-port counts cannot give once a frame
+    went out with a part missing.
     """
     lasts = last_frame_numbers or [frames for _, frames in frames_per_receiver]
+    extra = {} if frames_sent is None else {"sentFrames": frames_sent}
     return [
-        encode_header({"htype": "series_end", "udpPorts": ports, "comleteFrames": frames, "lastFrameIndex": last})
+        encode_header({"htype": "series_end", "udpPorts": ports, "comleteFrames": frames, "lastFrameIndex": last,
+                       **extra})
         for (ports, frames), last in zip(frames_per_receiver, lasts, strict=True)
     ]
 
@@ -350,8 +371,6 @@ def parse_receiver_message(parts: Sequence[BufferLike]) -> ReceiverImage | Recei
         return ReceiverEnd(header=header)
     if len(parts) != 2:
         raise WireFormatError("data message (data 1) has no data part")
-    if header.get("detType", 3) != 3:
-        raise WireFormatError(f"part 0: detType {header.get('detType')!r} is not JUNGFRAU (3)")
     if header.get("bitmode") != 16:
         raise WireFormatError(f"part 0: bitmode {header.get('bitmode')!r} unsupported (JUNGFRAU sends 16)")
     detshape = header.get("detshape")

@@ -11,7 +11,8 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-__all__ = ["ROOT", "DEFAULT_CONFIG", "MPIRUN", "free_port", "free_ports", "free_tcp_url", "write_config"]
+__all__ = ["ROOT", "DEFAULT_CONFIG", "MPIRUN", "assert_balanced", "free_port", "free_ports", "free_tcp_url",
+           "write_config"]
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "monitor.yaml"
@@ -97,3 +98,19 @@ def write_config(folder: Path, changes: dict[str, dict[str, Any]], name: str = "
     with path.open("w") as stream:
         yaml.dump(document, stream)
     return path
+
+
+def assert_balanced(summary: dict[str, Any], *, sent: int | None = None) -> dict[str, Any]:
+    """The run's frame accounting adds up, with nothing unaccounted; returns it for more checks.
+
+    ``sent``: what the source is known to have sent (the test's own figure).
+    """
+    accounting = summary["accounting"]
+    assert accounting["processed"] == summary["events_processed"]
+    assert accounting["failed"] == summary["events_failed"]
+    counted = accounting["processed"] + accounting["failed"] + sum(accounting["dropped"].values())
+    assert accounting["sent"] is not None and accounting["unaccounted"] == 0, accounting
+    assert accounting["sent"] == counted, accounting
+    if sent is not None:
+        assert accounting["sent"] == sent, accounting
+    return accounting

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any
 
@@ -47,3 +48,21 @@ class EventIdPipeline(FrameStatisticsPipeline):
         return {**super().summary(), "distinct_event_ids": len(self._ids),
                 "repeated_event_ids": sum(1 for n in self._ids.values() if n > 1),
                 "first_event_id": min(self._ids, default=None), "last_event_id": max(self._ids, default=None)}
+
+
+class SlowParameters(FrameStatisticsParameters):
+    seconds_per_event: float = 0.02
+
+
+class SlowPipeline(FrameStatisticsPipeline):
+    """Takes ``seconds_per_event`` per frame (sleeping, so the cores stay free): a known rate per worker."""
+
+    Parameters = SlowParameters
+
+    def __init__(self, *, parameters: SlowParameters) -> None:
+        super().__init__(parameters=parameters)
+        self._seconds = parameters.seconds_per_event
+
+    def process_data(self, *, node_rank: int, node_pool_size: int, data: dict[str, Any]) -> ProcessedEvent:
+        time.sleep(self._seconds)
+        return super().process_data(node_rank=node_rank, node_pool_size=node_pool_size, data=data)

@@ -139,15 +139,48 @@ def test_the_pending_table_is_bounded_and_streams_ahead_are_paused_at_half() -> 
     assert m.numbers() == [1, 2, 3, 4, 5]  # the oldest, resolved incomplete to keep the bound
 
 
-def test_time_held_by_back_pressure_does_not_count_as_waiting() -> None:
+def test_an_acquisition_whose_end_messages_were_lost_closes_after_the_acquisition_timeout() -> None:
     m = Matcher(timeout=0.5)
-    m.add(0, image(1, 0), now=0.0)
-    m.matcher.hold_clock(10.0)
-    m.matcher.expire(10.4)
-    assert m.numbers() == []
-    m.add(1, image(1, 1), now=10.4)
+    m.matcher = FrameMatcher(urls=m.matcher._urls, part_timeout_s=0.5, max_pending_frames=8,
+                             incomplete="send_marked", emit=m.out.append, acquisition_timeout_s=3.0)
+    for frame in (1, 2, 3):
+        header = wire.receiver_header(frameNumber=frame, row=0, shape=SHAPE, size=64, frameIndex=frame - 1,
+                                      progress=100.0 * frame / 12)
+        for stream in (0, 1):
+            m.add(stream, [wire.encode_header({**header, "row": stream}), bytes(64)], now=float(frame))
+    assert m.matcher.next_deadline() == 3.0 + 3.0
+    m.matcher.expire(5.9)
+    assert m.kinds()[-1] == "Frame"
 
-    assert m.rows() == [[0, 1]]
+    m.matcher.expire(6.0)
+    assert m.kinds()[-1] == "End" and m.matcher.current is None
+    counts = m.out[-1].acquisition
+    assert counts.end_lost and len(m.frames()) == 3
+    assert counts.estimated_not_received() == 9  # frame 3 of 12 by its progress (25 %)
+    assert "end message lost (about 9 frames never arrived, estimated from progress)" in counts.summary()
+
+
+def test_a_stream_that_sends_nothing_is_named_once(caplog: pytest.LogCaptureFixture) -> None:
+    m = Matcher(timeout=0.5)
+    with caplog.at_level(logging.WARNING, logger="monitor.assembler"):
+        for frame in range(1, 6):
+            m.add(0, image(frame, 0), now=float(frame))
+            m.matcher.expire(frame + 0.6)
+    named = [r.getMessage() for r in caplog.records if "has sent nothing" in r.getMessage()]
+    assert len(named) == 1 and "stream 1 (tcp://127.0.0.1:30002)" in named[0]
+    assert m.numbers() == [1, 2, 3, 4, 5]
+
+
+def test_a_clean_acquisition_warns_of_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    m = Matcher()
+    with caplog.at_level(logging.WARNING, logger="monitor.assembler"):
+        for frame in (1, 2, 3):
+            m.add(0, image(frame, 0))
+            m.add(1, image(frame, 1))
+        m.add(0, END)
+        m.add(1, END)
+    assert caplog.records == [] and m.kinds()[-1] == "End"
+    assert not m.out[-1].acquisition.end_lost
 
 
 def test_the_acquisition_ends_once_every_stream_has_sent_its_end() -> None:

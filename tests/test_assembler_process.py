@@ -34,7 +34,7 @@ def test_command_line_arguments_give_back_the_parameters() -> None:
         queue_size=1, stop_after_acquisition=True, io_threads=3,
     )
 
-    assert parse_arguments(arguments_for(parameters)) == (parameters, None)
+    assert parse_arguments(arguments_for(parameters))[0] == parameters
 
 
 def test_bad_command_line_values_are_one_line_and_exit_code_2() -> None:

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from ruamel.yaml import YAML
 
-from helpers import MPIRUN, ROOT, free_port
+from helpers import MPIRUN, ROOT, assert_balanced, free_port
 from replay import Replayer, load_case, repeat_with_shifted_frames
 
 pytestmark = pytest.mark.slow
@@ -51,6 +51,7 @@ def test_a_finite_acquisition_is_processed_whole_then_every_rank_exits(config_fa
     summary = json.loads(summary_file.read_text())
     assert summary["frames_sent"] == 400
     assert summary["events_processed"] == 400 and summary["events_failed"] == 0
+    assert assert_balanced(summary, sent=400)["dropped"] == {}
     assert summary["collector_rank"] == (0 if collector == "first" else ranks - 1)
     assert summary["stop_reason"] == "end of acquisition"
     workers = [row for row in summary["per_rank"] if row["role"] == "worker"]
@@ -83,6 +84,7 @@ def test_the_default_finds_hits_at_the_simulators_true_rate(config_factory, tmp_
     assert done.returncode == 0, done.stderr
     summary = json.loads(summary_file.read_text())
     assert summary["events_processed"] == summary["simulated_frames"] == 300
+    assert_balanced(summary, sent=300)
     print(f"hit rate {summary['hit_rate']:.4f}, true {summary['true_hit_rate']:.4f}")
     assert abs(summary["hit_rate"] - summary["true_hit_rate"]) < 0.01
     run_dir = Path(summary["output_dir"])
@@ -143,6 +145,7 @@ def test_max_events_stops_a_long_acquisition_early(config_factory, tmp_path):
     assert done.returncode == 0, done.stderr
     summary = json.loads(summary_file.read_text())
     assert summary["events_processed"] >= 150 and "max_events (150)" in summary["stop_reason"]
+    assert_balanced(summary)
 
 
 def test_an_exception_on_one_worker_ends_the_job_with_that_ranks_error(config_factory):
@@ -202,3 +205,5 @@ def test_a_thousand_captured_frames_pass_assembler_and_four_ranks_exactly_once(c
     assert summary["repeated_event_ids"] == 0 and summary["events_failed"] == 0
     assert summary["frames_sent"] == 1000 and summary["assembler_assembled"] == 1000
     assert summary["assembler_gaps"] == 0 and summary["assembler_dropped"] == 0
+    assert summary["accounting"]["sent"] is None  # real receivers do not say how many they sent
+    assert summary["accounting"]["dropped"] == {} and summary["accounting"]["processed"] == 1000

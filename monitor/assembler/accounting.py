@@ -8,18 +8,17 @@ stats socket and the ``comleteFrames`` of ``series_end``.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["StreamCounts", "AcquisitionCounts", "LifetimeCounts", "DropReason", "RateLimitedLog"]
+__all__ = ["StreamCounts", "AcquisitionCounts", "LifetimeCounts", "DropReason"]
 
-DropReason = Literal["incomplete", "superseded", "shutdown"]
+DropReason = Literal["incomplete", "superseded", "workers_behind", "stop"]
 """Why a frame was not sent: the incomplete policy said drop; a newer frame replaced it
-(latest_only); the assembler stopped before it was sent.  (A lossless queue drops nothing:
-when it is full the streams are not read, and what the receivers then drop shows as gaps.)"""
+(latest_only); the buffer for frames waiting for the workers was full (lossless); the
+assembler was stopped before the frame could go out."""
 
 
 @dataclass(slots=True)
@@ -45,6 +44,10 @@ class StreamCounts:
     ended: bool = False
     end_missing: bool = False
     """The acquisition closed without this stream's end message (timeout or a new acquisition)."""
+    last_progress: float | None = None
+    """``progress`` (percent of the acquisition) and ``frameIndex`` of this stream's last image:
+    what an acquisition whose end was lost can still say about the frames that never came."""
+    last_frame_index: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -53,6 +56,12 @@ class StreamCounts:
             "first_frame": self.first_frame, "last_frame": self.last_frame, "ended": self.ended,
             "end_missing": self.end_missing,
         }
+
+    def expected_frames(self) -> int | None:
+        """Frames of the whole acquisition by this stream's last ``progress``: an estimate."""
+        if not self.last_progress or self.last_frame_index is None:
+            return None
+        return round((self.last_frame_index + 1) * 100.0 / self.last_progress)
 
 
 @dataclass(slots=True)
@@ -71,8 +80,10 @@ class AcquisitionCounts:
     """Module images absent from incomplete frames."""
     sent: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
-    blocked_s: float = 0.0
-    """Seconds the streams went unread because the lossless queue to the workers was full."""
+    end_lost: bool = False
+    """Closed because every stream went silent for ``acquisition_timeout_s`` without an end message."""
+    stopped: bool = False
+    """Closed because the assembler was stopped."""
     first_frame: int | None = None
     last_frame: int | None = None
 
@@ -86,6 +97,16 @@ class AcquisitionCounts:
         if self.first_frame is None or self.last_frame is None:
             return 0
         return self.last_frame - self.first_frame + 1 - self.resolved
+
+    def estimated_not_received(self) -> int | None:
+        """After a lost end message: frames the streams' last ``progress`` says were still to come
+        (an estimate, never counted as a loss); None when the end arrived or nothing says."""
+        if not self.end_lost or self.first_frame is None or self.last_frame is None:
+            return None
+        expected = [n for n in (s.expected_frames() for s in self.streams) if n is not None]
+        if not expected:
+            return None
+        return max(0, max(expected) - (self.last_frame - self.first_frame + 1))
 
     def add_dropped(self, reason: DropReason) -> None:
         self.dropped[reason] += 1
@@ -103,7 +124,9 @@ class AcquisitionCounts:
         return {
             "acquisition": self.number, "started_at": self.started_at, "ended_at": self.ended_at,
             "assembled": self.assembled, "incomplete": self.incomplete, "missing_parts": self.missing_parts,
-            "sent": self.sent, "dropped": dict(self.dropped), "gaps": self.gaps, "blocked_s": round(self.blocked_s, 3),
+            "sent": self.sent, "dropped": dict(self.dropped), "gaps": self.gaps,
+            "end_lost": self.end_lost, "stopped": self.stopped,
+            "estimated_not_received": self.estimated_not_received(),
             "first_frame": self.first_frame, "last_frame": self.last_frame,
             "streams": [stream.as_dict() for stream in self.streams],
         }
@@ -119,12 +142,17 @@ class AcquisitionCounts:
             "bad": sum(s.bad for s in self.streams),
             "ends missing": sum(s.end_missing for s in self.streams),
         }
-        blocked = f", blocked by workers {self.blocked_s:.1f} s" if self.blocked_s >= 0.05 else ""
         extra = "".join(f", {name} {n}" for name, n in problems.items() if n)
+        if self.end_lost:
+            estimate = self.estimated_not_received()
+            extra += ", end message lost" + ("" if estimate is None else f" (about {estimate} frames never "
+                                                                          "arrived, estimated from progress)")
+        if self.stopped:
+            extra += ", stopped"
         return (
             f"acquisition {self.number}: images {images}, frames sent {self.sent} "
             f"(assembled {self.assembled}, incomplete {self.incomplete}), dropped {dropped}, "
-            f"frame gaps {self.gaps}{extra}{blocked}"
+            f"frame gaps {self.gaps}{extra}"
         )
 
 
@@ -148,28 +176,3 @@ class LifetimeCounts:
             "acquisitions": self.acquisitions, "frames_sent": self.frames_sent, "lone_ends": self.lone_ends,
             "duplicate_ends": self.duplicate_ends, "bad": self.bad, "late": self.late,
         }
-
-
-class RateLimitedLog:
-    """At most one line per ``interval_s``; the lines held back are counted in the next one.
-
-    Bad input can arrive at the detector's frame rate: the log must say what is
-    wrong without becoming the bottleneck.
-    """
-
-    def __init__(self, logger: logging.Logger, *, interval_s: float = 1.0) -> None:
-        self._logger = logger
-        self._interval_s = interval_s
-        self._last = -float("inf")
-        self._held_back = 0
-
-    def warning(self, message: str) -> None:
-        now = time.monotonic()
-        if now - self._last < self._interval_s:
-            self._held_back += 1
-            return
-        if self._held_back:
-            message += f" (and {self._held_back} similar lines held back)"
-        self._logger.warning(message)
-        self._last = now
-        self._held_back = 0

@@ -9,11 +9,14 @@ for the subprocess the monitor starts.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 import pydantic
@@ -54,16 +57,26 @@ def _parser() -> argparse.ArgumentParser:
                                 help=f"{help_text} (default: {field.default})")
     parser.add_argument("--parent", type=int, metavar="PID",
                         help="exit when this process is no longer our parent (set by start_assembler)")
+    parser.add_argument("--final-report", type=Path, metavar="FILE",
+                        help="on exit, write every acquisition's final counts here as JSON (the monitor reads it)")
     return parser
 
 
-def parse_arguments(argv: Sequence[str]) -> tuple[AssemblerParameters, int | None]:
-    """Parameters (validated by the model, as the YAML is) and the parent pid to watch."""
+@dataclass(frozen=True)
+class _Options:
+    """What the command line says besides the assembler's parameters."""
+
+    parent: int | None
+    final_report: Path | None
+
+
+def parse_arguments(argv: Sequence[str]) -> tuple[AssemblerParameters, _Options]:
+    """Parameters (validated by the model, as the YAML is), the parent pid to watch, the report file."""
     namespace = vars(_parser().parse_args(argv))
-    parent = namespace.pop("parent")
+    options = _Options(parent=namespace.pop("parent"), final_report=namespace.pop("final_report"))
     given = {name: value for name, value in namespace.items() if value is not None}
     try:
-        return AssemblerParameters.model_validate(given), parent
+        return AssemblerParameters.model_validate(given), options
     except pydantic.ValidationError as error:
         problems = "; ".join(f"{_label(e['loc'])}: {e['msg']}" for e in error.errors())
         raise ConfigurationError(f"assembler: {problems}") from None
@@ -92,11 +105,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     try:
-        parameters, parent = parse_arguments(sys.argv[1:] if argv is None else argv)
+        parameters, options = parse_arguments(sys.argv[1:] if argv is None else argv)
         keep_frame_buffers()
+        parent = options.parent
         with Assembler(parameters) as assembler:
-            assembler.run(should_stop=lambda: stop_requested or (parent is not None and os.getppid() != parent))
+            try:
+                assembler.run(should_stop=lambda: stop_requested or (parent is not None and os.getppid() != parent))
+            finally:
+                if options.final_report is not None:
+                    _write_atomically(options.final_report, json.dumps(assembler.final_report()))
     except MonitorError as error:
         print(error, file=sys.stderr)
         return error.exit_code
     return 0
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Whoever reads ``path`` sees the whole report or none (written aside, then renamed)."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.replace(path)

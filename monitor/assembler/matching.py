@@ -13,7 +13,10 @@ tested (and read) on their own:
   stream has sent its single-part end message (or stayed silent for the
   timeout after another stream's); pending frames are resolved by the
   incomplete policy before ``series_end`` goes out; end messages with no
-  acquisition open (a failed start, an end repeated on request) change nothing.
+  acquisition open (a failed start, an end repeated on request) change nothing;
+* an acquisition whose streams have all been silent for ``acquisition_timeout_s``
+  with no end message is closed as ``end message lost``: a PUB stream can lose its
+  end like any other message, and nothing else would ever close it.
 
 Pixel buffers are never copied: the received ZMQ frames go into the outgoing
 messages as they are.
@@ -30,9 +33,10 @@ from dataclasses import dataclass, field
 from typing import Union
 
 from monitor import wire
-from monitor.assembler.accounting import AcquisitionCounts, LifetimeCounts, RateLimitedLog, StreamCounts
+from monitor.assembler.accounting import AcquisitionCounts, LifetimeCounts, StreamCounts
 from monitor.assembler.parameters import IncompletePolicy
 from monitor.errors import WireFormatError
+from monitor.logs import RateLimitedLog
 
 __all__ = ["FrameMatcher", "OutgoingStart", "OutgoingFrame", "OutgoingEnd", "Outgoing"]
 
@@ -63,7 +67,13 @@ class OutgoingFrame:
     """One whole (or marked incomplete) frame: (stream, encoded header, pixels) in port order."""
 
     acquisition: AcquisitionCounts
+    number: int
     images: list[tuple[int, bytes, wire.BufferLike]]
+    nbytes: int = 0
+    """The pixel bytes this frame holds (the assembler's buffer is bounded by them)."""
+
+    def __post_init__(self) -> None:
+        self.nbytes = sum(wire.part_nbytes(data) for _, _, data in self.images)
 
     def parts(self) -> list[wire.BufferLike]:
         message: list[wire.BufferLike] = []
@@ -89,6 +99,7 @@ class OutgoingEnd:
         return wire.build_sync_end(
             [([streams[i].port for i in group], [streams[i].sent for i in group]) for group in self.receivers],
             last_frame_numbers=[[streams[i].last_frame or 0 for i in group] for group in self.receivers],
+            frames_sent=self.acquisition.sent,
         )
 
     def sent(self) -> None:
@@ -114,6 +125,8 @@ class _Acquisition:
     receivers: list[list[int]] = field(default_factory=list)
     """Stream indices per receiver (module), known once the acquisition starts sending."""
     pending: dict[int, _PendingFrame] = field(default_factory=dict)
+    silent_named: set[int] = field(default_factory=set)
+    """Streams already named in a warning for delivering nothing in this acquisition."""
 
 
 class FrameMatcher:
@@ -121,10 +134,11 @@ class FrameMatcher:
 
     def __init__(
         self, *, urls: Sequence[str], part_timeout_s: float, max_pending_frames: int,
-        incomplete: IncompletePolicy, emit: Callable[[Outgoing], None],
+        incomplete: IncompletePolicy, emit: Callable[[Outgoing], None], acquisition_timeout_s: float = 5.0,
     ) -> None:
         self._urls = list(urls)
         self._timeout = part_timeout_s
+        self._acquisition_timeout = acquisition_timeout_s
         self._max_pending = max_pending_frames
         self._send_incomplete = incomplete == "send_marked"
         self._emit = emit
@@ -169,9 +183,18 @@ class FrameMatcher:
             if now - oldest.created < self._timeout:
                 break
             self._resolve(acquisition, oldest)
-        deadline = self._close_deadline(acquisition)
-        if deadline is not None and now >= deadline:
+        if now >= self._close_deadline(acquisition):
+            if not any(stream.ended for stream in acquisition.counts.streams):
+                acquisition.counts.end_lost = True
+                log.warning("acquisition %d: no end message and no data for %g s: closed as 'end message lost'",
+                            acquisition.counts.number, self._acquisition_timeout)
             self._close(acquisition)
+
+    def close_current(self) -> None:
+        """Close the open acquisition now (the assembler is stopping): pending frames are resolved."""
+        if self._acquisition is not None:
+            self._acquisition.counts.stopped = True
+            self._close(self._acquisition)
 
     def next_deadline(self) -> float | None:
         """When :meth:`expire` has something to do next, if ever."""
@@ -181,7 +204,7 @@ class FrameMatcher:
         deadlines = [self._close_deadline(acquisition)]
         if acquisition.pending:
             deadlines.append(next(iter(acquisition.pending.values())).created + self._timeout)
-        return min((d for d in deadlines if d is not None), default=None)
+        return min(deadlines)
 
     # --- data --------------------------------------------------------------------
 
@@ -206,6 +229,8 @@ class FrameMatcher:
         elif number > counts.last_frame + 1:
             counts.gaps += number - counts.last_frame - 1
         counts.last_frame = number
+        counts.last_progress = _number_or_none(image.header.get("progress"))
+        counts.last_frame_index = _int_or_none(image.header.get("frameIndex"))
         counts.images += 1
         counts.lost_packets += not image.complete
         acquisition.last_activity[stream] = now
@@ -246,15 +271,6 @@ class FrameMatcher:
             if self._decidable(acquisition, frame, now):
                 self._resolve(acquisition, frame)
 
-    def hold_clock(self, seconds: float) -> None:
-        """Time spent not reading the streams (back-pressure) does not count as waiting for them."""
-        acquisition = self._acquisition
-        if acquisition is None:
-            return
-        acquisition.last_activity = [t + seconds for t in acquisition.last_activity]
-        for frame in acquisition.pending.values():
-            frame.created += seconds
-
     def readable(self) -> list[bool]:
         """Which streams to read now: while half the pending table is used, only the streams the
         oldest frame waits for, so that streams running ahead cannot fill the table with frames
@@ -273,11 +289,25 @@ class FrameMatcher:
         present = [(s, part) for s, part in enumerate(frame.images) if part is not None]
         complete = frame.missing == 0 and all(image.complete for _, (_, image) in present)
         counts.count_frame(frame.number, complete=complete, missing_parts=frame.missing)
+        if frame.missing:
+            self._name_silent_streams(acquisition)
         if not complete and not self._send_incomplete:
             counts.add_dropped("incomplete")
             return
         self._start_sending(acquisition)
-        self._emit(OutgoingFrame(counts, [(s, header, image.data) for s, (header, image) in present]))
+        self._emit(OutgoingFrame(counts, frame.number, [(s, header, image.data) for s, (header, image) in present]))
+
+    def _name_silent_streams(self, acquisition: _Acquisition) -> None:
+        """A stream that has delivered nothing while others deliver is named once per acquisition:
+        otherwise every frame just comes out incomplete and nobody says why."""
+        streams = acquisition.counts.streams
+        delivered = sum(stream.images for stream in streams)
+        for index, stream in enumerate(streams):
+            if stream.images == 0 and delivered and index not in acquisition.silent_named:
+                acquisition.silent_named.add(index)
+                log.warning("stream %d (%s) has sent nothing in acquisition %d while the others sent %d images: "
+                            "is its receiver running and streaming to this address?",
+                            index, stream.url, acquisition.counts.number, delivered)
 
     def _remember(self, number: int) -> None:
         self._resolved.add(number)
@@ -339,11 +369,12 @@ class FrameMatcher:
         else:
             self._resolve_passed(acquisition, stream, float("inf"), now)
 
-    def _close_deadline(self, acquisition: _Acquisition) -> float | None:
-        """Once a stream has ended, the others have ``part_timeout_s`` of silence to end too."""
+    def _close_deadline(self, acquisition: _Acquisition) -> float:
+        """Once a stream has ended, the others have ``part_timeout_s`` of silence to end too;
+        before that, all of them ``acquisition_timeout_s`` (the end messages were lost)."""
         streams = acquisition.counts.streams
         if not any(s.ended for s in streams):
-            return None
+            return max(acquisition.last_activity) + self._acquisition_timeout
         return max(acquisition.last_activity[i] for i, s in enumerate(streams) if not s.ended) + self._timeout
 
     def _close(self, acquisition: _Acquisition) -> None:
@@ -377,3 +408,11 @@ def _frame_number_hint(parts: Sequence[wire.BufferLike]) -> str:
         return str(int(header["frameNumber"]))
     except Exception:  # anything at all: this only decorates a log line about bad input
         return "?"
+
+
+def _number_or_none(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -35,10 +35,22 @@ class AssemblerParameters(BaseModel):
     """Frames missing a part or with lost packets: drop them, or send them with the missing
     part absent and completeImage 0 kept (the handler marks those pixels invalid)."""
     queue: QueuePolicy = "lossless"
-    """lossless: frames wait for a free worker, dropped (and counted) only when the queue is
-    full; latest_only: a newer frame replaces a waiting one (preview)."""
-    queue_size: int = Field(default=100, ge=1, le=100_000)
-    """Frames waiting to be sent, at most (and the PUSH socket's high-water mark per worker)."""
+    """lossless: frames wait for a free worker in the assembler's buffer (``buffer_mb``) and are
+    dropped, counted as ``workers_behind``, only past it; latest_only: a newer frame replaces a
+    waiting one (preview).  The streams are read all the time either way: a receiver's PUB socket
+    cannot be held back, it would drop silently."""
+    buffer_mb: float = Field(default=2048, gt=0, le=1 << 20)
+    """lossless: memory for whole frames waiting for a worker, in MiB (2048: about 1,000 frames of
+    a JUNGFRAU 1M, half a second at 2.2 kHz)."""
+    queue_size: int = Field(default=8, ge=1, le=100_000)
+    """Frames queued inside ZMQ for each connected worker (the PUSH socket's high-water mark);
+    latest_only: also the frames waiting here."""
+    acquisition_timeout_s: float = Field(default=5.0, gt=0, le=3600)
+    """An acquisition whose streams have all been silent this long, with no end message, is closed
+    as ``end message lost`` (a PUB stream can lose it like any other message)."""
+    stop_timeout_s: float = Field(default=5.0, gt=0, le=600)
+    """On SIGTERM, how long frames waiting here may still go to the workers; those left are
+    counted as ``stop``."""
     max_pending_frames: int = Field(default=64, ge=1, le=100_000)
     """Frames waiting for their remaining parts, at most; the oldest is resolved as incomplete past it."""
     receive_hwm: int = Field(default=1000, ge=1)

@@ -29,8 +29,9 @@ _PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 class AssemblerProcess:
     """A running ``python -m monitor.assembler``; :meth:`stop` ends it (also as a context manager)."""
 
-    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], final_report: Path | None = None) -> None:
         self.process = process
+        self._final_report = final_report
 
     def __enter__(self) -> AssemblerProcess:
         return self
@@ -49,8 +50,9 @@ class AssemblerProcess:
     def wait(self, timeout: float | None = None) -> int:
         return self.process.wait(timeout)
 
-    def stop(self, *, timeout: float = 5.0) -> int:
-        """SIGTERM (it flushes for up to a second and prints its summary), SIGKILL past ``timeout``."""
+    def stop(self, *, timeout: float = 10.0) -> int:
+        """SIGTERM (it sends what it can within its ``stop_timeout_s`` and prints its summary),
+        SIGKILL past ``timeout``."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -60,7 +62,17 @@ class AssemblerProcess:
         return self.process.wait()
 
 
-def start_assembler(parameters: AssemblerParameters, *, python: str = sys.executable) -> AssemblerProcess:
+    def final_report(self) -> dict[str, Any] | None:
+        """Every acquisition's final counts, as the assembler wrote them when it exited (its last
+        word: the stats socket is a PUB and may lose a message); None while it runs or if it
+        wrote none (killed)."""
+        if self.process.poll() is None or self._final_report is None or not self._final_report.exists():
+            return None
+        return json.loads(self._final_report.read_text())
+
+
+def start_assembler(parameters: AssemblerParameters, *, python: str = sys.executable,
+                    final_report: Path | None = None) -> AssemblerProcess:
     """Start the assembler as a child process that exits if this process dies; stderr is inherited.
 
     It runs in a session of its own, so that a Ctrl-C meant for the launcher
@@ -68,9 +80,11 @@ def start_assembler(parameters: AssemblerParameters, *, python: str = sys.execut
     the assembler in order, rather than killing it under the running monitor.
     """
     command = [python, "-m", "monitor.assembler", *arguments_for(parameters), "--parent", str(os.getpid())]
+    if final_report is not None:
+        command += ["--final-report", str(final_report)]
     environment = dict(os.environ)
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), environment.get("PYTHONPATH")]))
-    return AssemblerProcess(subprocess.Popen(command, env=environment, start_new_session=True))
+    return AssemblerProcess(subprocess.Popen(command, env=environment, start_new_session=True), final_report)
 
 
 class AssemblerStats:

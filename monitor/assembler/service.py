@@ -6,18 +6,23 @@ queue policy and hands it to the workers without ever blocking, so that
 timeouts, end messages, status and stop requests are served whatever the
 workers do.
 
-Back-pressure (``queue: lossless``): while ``queue_size`` frames wait for the
-workers, no stream is read; the receivers' own queues (1000 messages each)
-then absorb the burst, and only past them does a receiver drop, which shows
-here as gaps.  Streams are read or paused together, so that a burst does not
-turn into frames with one module missing.  ``latest_only`` never pauses: a
-newer frame replaces the oldest waiting one.
+The streams are read all the time, whatever the workers do: a receiver's PUB
+socket cannot be held back (past its high-water mark it drops silently, and a
+lost tail leaves no gap to count).  With ``queue: lossless`` whole frames wait
+for the workers in a buffer of ``buffer_mb``; past it the assembler drops the
+newest frame itself, counted as ``workers_behind`` and said in the log as it
+happens.  ``latest_only`` keeps ``queue_size`` frames, a newer one replacing
+the oldest.
 
 Memory is bounded at any input rate: ``receive_hwm`` messages of at most
 ``max_message_bytes`` per stream inside ZMQ, ``max_pending_frames`` frames
-waiting for parts, ``queue_size`` frames (plus what one read batch resolves)
-waiting for a worker here and at most ``queue_size`` per connected worker
-inside ZMQ.
+waiting for parts, ``buffer_mb`` of frames waiting for a worker here and
+``queue_size`` frames per connected worker inside ZMQ.
+
+On SIGTERM (``should_stop``) the open acquisition is closed, waiting frames
+still go out for up to ``stop_timeout_s`` (the workers keep taking them), the
+rest are counted as ``stop``, and ``series_end`` always goes out last, with the
+counts of what was really sent.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from monitor.assembler.accounting import AcquisitionCounts, DropReason
 from monitor.assembler.matching import FrameMatcher, Outgoing, OutgoingEnd, OutgoingFrame
 from monitor.assembler.parameters import AssemblerParameters
 from monitor.errors import MonitorError
+from monitor.logs import RateLimitedLog
 
 __all__ = ["Assembler"]
 
@@ -44,8 +50,10 @@ _READ_BATCH = 8
 """Messages read from one stream before looking at the others (keeps the streams in step)."""
 _IDLE_WAKE_S = 0.1
 """Longest sleep in the poll loop: the bound on how late a stop request is seen."""
-_SHUTDOWN_FLUSH_S = 1.0
-"""On stop, how long queued frames may still go out before they are counted as dropped."""
+_END_SEND_S = 1.0
+"""On stop, how long ``series_end`` may wait for room in the workers' queues (and the linger
+of the sockets): the message that lets the workers finish must not be the one dropped."""
+_MIB = 1 << 20
 
 
 class Assembler:
@@ -61,11 +69,16 @@ class Assembler:
         self._shared_context = context
         self._queue: deque[Outgoing] = deque()
         self._queued_frames = 0
+        self._queued_bytes = 0
+        self._buffer_bytes = int(parameters.buffer_mb * _MIB)
         self._matcher = FrameMatcher(
             urls=parameters.streams, part_timeout_s=parameters.part_timeout_s,
             max_pending_frames=parameters.max_pending_frames, incomplete=parameters.incomplete,
-            emit=self._enqueue,
+            emit=self._enqueue, acquisition_timeout_s=parameters.acquisition_timeout_s,
         )
+        self._behind = RateLimitedLog(log, interval_s=2.0)
+        self.acquisitions: list[dict[str, Any]] = []
+        """The final counts of every acquisition closed so far (and the open one once stopped)."""
         self._finished = False
         self._context: zmq.Context | None = None
         self._streams: list[zmq.Socket] = []
@@ -108,7 +121,7 @@ class Assembler:
         socket = self._context.socket(kind)
         socket.setsockopt(zmq.SNDHWM, hwm)
         socket.setsockopt(zmq.AFFINITY, affinity)
-        socket.setsockopt(zmq.LINGER, int(_SHUTDOWN_FLUSH_S * 1000))
+        socket.setsockopt(zmq.LINGER, int(_END_SEND_S * 1000))
         try:
             socket.bind(url)
         except zmq.ZMQError as error:
@@ -132,7 +145,7 @@ class Assembler:
         return socket.getsockopt(zmq.LAST_ENDPOINT).decode().replace("0.0.0.0", "127.0.0.1")
 
     def close(self) -> None:
-        """Close every socket (queued frames get ``_SHUTDOWN_FLUSH_S`` to leave)."""
+        """Close every socket (what ZMQ still holds gets ``_END_SEND_S`` to leave)."""
         for socket in [*self._streams, self._push, self._stats]:
             if socket is not None:
                 socket.close()
@@ -151,12 +164,9 @@ class Assembler:
         next_report = time.monotonic() + interval if interval else float("inf")
         now = time.monotonic()
         while not (self._finished or should_stop()):
-            reading = self._watch(poller)
-            ready = dict(poller.poll(self._wait_ms(next_report, reading)))
-            then, now = now, time.monotonic()
-            if not reading and self._matcher.current is not None:
-                self._matcher.current.blocked_s += now - then
-                self._matcher.hold_clock(now - then)
+            self._watch(poller)
+            ready = dict(poller.poll(self._wait_ms(next_report)))
+            now = time.monotonic()
             for stream, socket in enumerate(self._streams):
                 if socket in ready:
                     self._read(socket, stream, now)
@@ -167,20 +177,16 @@ class Assembler:
                 next_report = now + interval
         self._shut_down()
 
-    def _watch(self, poller: zmq.Poller) -> bool:
-        """Poll the streams worth reading now, and the workers' socket while frames wait; False if
-        back-pressure holds every stream."""
-        blocked = self._parameters.queue == "lossless" and self._queued_frames >= self._parameters.queue_size
-        readable = [not blocked and wanted for wanted in self._matcher.readable()]
-        for socket, wanted in zip(self._streams, readable):
+    def _watch(self, poller: zmq.Poller) -> None:
+        """Poll the streams worth reading now, and the workers' socket while frames wait."""
+        for socket, wanted in zip(self._streams, self._matcher.readable()):
             poller.register(socket, zmq.POLLIN if wanted else 0)
         poller.register(self._push, zmq.POLLOUT if self._queue else 0)
-        return any(readable)
 
-    def _wait_ms(self, next_report: float, reading: bool) -> int:
-        """Until the next report, stop check or matcher deadline (which cannot pass while nothing is read)."""
+    def _wait_ms(self, next_report: float) -> int:
+        """Until the next report, stop check or matcher deadline."""
         now = time.monotonic()
-        matcher_deadline = (self._matcher.next_deadline() if reading else None) or float("inf")
+        matcher_deadline = self._matcher.next_deadline() or float("inf")
         deadline = min(next_report, now + _IDLE_WAKE_S, matcher_deadline)
         return max(0, int((deadline - now) * 1000) + 1)
 
@@ -201,7 +207,17 @@ class Assembler:
                 self._flush()
                 if self._queued_frames >= self._parameters.queue_size:
                     self._drop_oldest_frame("superseded")
+            elif self._parameters.queue == "lossless" and self._queued_bytes + item.nbytes > self._buffer_bytes:
+                self._flush()
+                if self._queued_bytes + item.nbytes > self._buffer_bytes:
+                    item.acquisition.add_dropped("workers_behind")
+                    self._behind.warning(
+                        f"assembler: workers behind: buffer full ({self._queued_frames} frames, "
+                        f"{self._parameters.buffer_mb:g} MiB), frame {item.number} dropped "
+                        f"({item.acquisition.dropped['workers_behind']} in this acquisition)")
+                    return
             self._queued_frames += 1
+            self._queued_bytes += item.nbytes
         self._queue.append(item)
 
     def _drop_oldest_frame(self, reason: DropReason) -> None:
@@ -209,6 +225,7 @@ class Assembler:
             if isinstance(queued, OutgoingFrame):
                 del self._queue[i]
                 self._queued_frames -= 1
+                self._queued_bytes -= queued.nbytes
                 queued.acquisition.add_dropped(reason)
                 return
 
@@ -225,6 +242,7 @@ class Assembler:
             item.sent()
             if isinstance(item, OutgoingFrame):
                 self._queued_frames -= 1
+                self._queued_bytes -= item.nbytes
                 self._matcher.lifetime.frames_sent += 1
             elif isinstance(item, OutgoingEnd):
                 self._acquisition_sent(item.acquisition)
@@ -233,6 +251,7 @@ class Assembler:
 
     def _acquisition_sent(self, counts: AcquisitionCounts) -> None:
         log.info("assembler: %s", counts.summary())
+        self.acquisitions.append(counts.as_dict())
         self._publish(counts, final=True)
         if self._parameters.stop_after_acquisition:
             self._finished = True
@@ -266,18 +285,30 @@ class Assembler:
             pass  # PUB drops rather than blocks; nothing is waiting on this send
 
     def _shut_down(self) -> None:
-        """Give queued messages a moment to leave, then count what is left as dropped."""
-        deadline = time.monotonic() + _SHUTDOWN_FLUSH_S
+        """Close the open acquisition, give waiting frames ``stop_timeout_s`` to go out, count the
+        rest as ``stop``, and send the remaining start and end messages whatever happened."""
+        if not self._finished:
+            self._matcher.close_current()
+        deadline = time.monotonic() + self._parameters.stop_timeout_s
+        while self._queued_frames and time.monotonic() < deadline:
+            self._flush()
+            if self._queued_frames:
+                time.sleep(0.002)
+        while self._queued_frames:
+            self._drop_oldest_frame("stop")
+        deadline = time.monotonic() + _END_SEND_S
         while self._queue and time.monotonic() < deadline:
             self._flush()
             if self._queue:
                 time.sleep(0.01)
-        while self._queued_frames:
-            self._drop_oldest_frame("shutdown")
-        counts = self._matcher.current
-        if counts is not None:
-            log.info("assembler: stopped during %s", counts.summary())
-            self._publish(counts, final=False)
+        unsent_ends = [item.acquisition for item in self._queue if isinstance(item, OutgoingEnd)]
+        if unsent_ends:
+            log.warning("assembler: the workers took no end message within %g s", _END_SEND_S)
+        self.acquisitions += [counts.as_dict() for counts in unsent_ends]
+
+    def final_report(self) -> dict[str, Any]:
+        """Every acquisition's final counts and the lifetime counts: the assembler's last word."""
+        return {"acquisitions": self.acquisitions, "lifetime": self._matcher.lifetime.as_dict()}
 
 
 def _io_thread_masks(io_threads: int) -> tuple[int, int]:

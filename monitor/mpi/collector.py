@@ -1,10 +1,16 @@
 """The collector loop: receive from any worker, aggregate, report, and end the run.
 
 The collector is the one place that decides the run is over, for any reason:
-the end of an acquisition (after every frame sent before it is collected),
-``max_events``, an idle timeout, a signal on any rank, or an error on any
-rank.  It then tells every worker to stop and waits for each one's last
-message; a worker that never answers gets the job aborted, never a hang.
+the end of an acquisition, ``max_events``, an idle timeout, a signal on any
+rank, or an error on any rank.  Every end but an error drains: the source the
+handler started is asked to end its acquisition (its end message then comes
+behind the frames already sent), workers finish what they hold and say
+``drained``, and only then are they told ``stop``.  An error stops at once.
+
+No wait is without a deadline.  A worker that has said nothing for
+``silent_worker_warning_s`` while others work is named in a warning (and again
+when it is back); once the run is ending, one silent for ``stop_timeout_s`` is
+given up as lost, with the frames it held, and the run ends without it.
 
 When nothing arrives it polls a few more times (MPICH's probe often answers
 "nothing" once before it sees a message that is already there), then sleeps
@@ -15,18 +21,23 @@ monitor leaves its core free.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Literal
 
 from mpi4py import MPI
 
 from handlers.protocol import DataEventHandlerProtocol
 from monitor.config import RunParameters
-from monitor.mpi.messages import Inbox, Received, send_control
+from monitor.errors import MonitorError
+from monitor.mpi.messages import ControlSender, Inbox, PeerSilent, Received
 from monitor.mpi.ranks import RankLayout
 from monitor.mpi.signals import StopSignal
+from monitor.mpi.summary import frame_accounting, write_json_atomically
 from monitor.outputs.protocol import CollectorOutput
 from monitor.processing.protocol import ProcessingPipelineProtocol
 
@@ -52,6 +63,11 @@ OUTPUT_TICK_S = 0.2
 RATE_WINDOW_S = 2.0
 """events/s in the status line is measured over this trailing window."""
 
+OTHERS_WORKING_S = 1.5
+"""A worker's silence is worth a warning only while another one handled an event this recently."""
+
+Phase = Literal["running", "ending_source", "draining", "stopping"]
+
 
 @dataclass
 class CollectorReport:
@@ -61,10 +77,14 @@ class CollectorReport:
     events_failed: int = 0
     acquisitions_started: int = 0
     acquisitions_ended: int = 0
+    duplicate_ends: int = 0
     frames_sent: int | None = None
+    """Frames the end messages announced (the sender's count of frames handed to the workers)."""
     frames_per_port: dict[str, int] = field(default_factory=dict)
     stop_reason: str = ""
     errors: list[str] = field(default_factory=list)
+    exit_code: int = 0
+    lost_ranks: list[int] = field(default_factory=list)
     first_event_s: float | None = None
     last_event_s: float | None = None
 
@@ -72,10 +92,28 @@ class CollectorReport:
 StatusPrinter = Callable[[dict[str, Any]], None]
 
 
+@dataclass
+class _WorkerState:
+    """What the collector knows of one worker."""
+
+    last_seen: float
+    last_event: float = 0.0
+    ready: bool = False
+    """Initialized (numba kernels compiled, sockets connected): only then is its silence news."""
+    pid: int | None = None
+    host: str | None = None
+    results: int = 0
+    named_silent: bool = False
+    drained: bool = False
+    bye: dict[str, Any] | None = None
+    lost: bool = False
+
+
 class _Collector:
     def __init__(self, comm: MPI.Comm, layout: RankLayout, handler: DataEventHandlerProtocol,
                  pipeline: ProcessingPipelineProtocol, run: RunParameters, stop_after_acquisition: bool,
-                 source: str, stop_signal: StopSignal, print_status: StatusPrinter) -> None:
+                 source: str, stop_signal: StopSignal, print_status: StatusPrinter,
+                 checkpoints: list[Path]) -> None:
         self._comm = comm
         self._layout = layout
         self._handler = handler
@@ -85,30 +123,32 @@ class _Collector:
         self._source = source
         self._stop_signal = stop_signal
         self._print_status = print_status
+        self.checkpoints = checkpoints
         self._ranks = {"node_rank": layout.rank, "node_pool_size": layout.size}
+        self._control = ControlSender(comm)
         self.report = CollectorReport()
         self._started = time.monotonic()
         self._last_activity = self._started
         self._recent: deque[tuple[float, int]] = deque()
-        self._per_worker: Counter[int] = Counter()
+        self._workers = {rank: _WorkerState(last_seen=self._started) for rank in layout.workers}
         self._next_status = self._started + run.status_interval_s
         self._next_output_tick = self._started
+        self._next_checkpoint = self._started + run.checkpoint_interval_s
         self.outputs: CollectorOutput | None = None
         self._outputs_working = True
         self._warned_no_data = False
-        self._drain_started: float | None = None
-        self._drained: set[int] = set()
+        self._phase: Phase = "running"
+        self._phase_since = self._started
         self._finished: set[int] = set()
-        self._stop_sent_at: float | None = None
-        self._said_bye: set[int] = set()
+        self._last_end: tuple[Any, ...] | None = None
 
     # -- the loop ---------------------------------------------------------------
 
     def run(self) -> CollectorReport:
-        inbox = Inbox(self._comm)
+        inbox = Inbox(self._comm, patience_s=self._run.stop_timeout_s)
         sleep = IDLE_SLEEP_S[0]
         empty_polls = 0
-        while len(self._said_bye) < len(self._layout.workers):
+        while not self._every_worker_done():
             now = time.monotonic()
             try:
                 message = inbox.poll()
@@ -119,58 +159,80 @@ class _Collector:
                     time.sleep(sleep)
                     sleep = min(2 * sleep, IDLE_SLEEP_S[1])
                 self._check_clock(now)
+            except PeerSilent as silent:
+                self._lose(silent.rank, str(silent))
             except Exception as error:  # the collector's own failure ends the run like a worker's
                 log.debug("collector failed", exc_info=True)
                 self.fail(f"rank {self._layout.rank} (collector): {type(error).__name__}: {error}")
         return self.report
 
+    @property
+    def _acquisition_open(self) -> bool:
+        return self.report.acquisitions_started > self.report.acquisitions_ended
+
+    def _every_worker_done(self) -> bool:
+        return all(state.bye is not None or state.lost for state in self._workers.values())
+
+    def _alive(self) -> list[int]:
+        """Workers still expected to answer."""
+        return [rank for rank, state in self._workers.items() if state.bye is None and not state.lost]
+
     def _handle(self, message: Received) -> None:
         kind, values = message.kind, message.values
+        self._heard_from(message.source)
         if kind == "result":
-            self._per_worker[message.source] += 1
+            self._workers[message.source].results += 1
+            self._workers[message.source].last_event = time.monotonic()
             self._collect(message)
         elif kind == "skipped":
+            self._workers[message.source].last_event = time.monotonic()
             self.report.events_failed += 1
             self._note_event()
+        elif kind == "ready":
+            self._workers[message.source].ready = True
         elif kind == "start":
             self.report.acquisitions_started += 1
             self._last_activity = time.monotonic()
         elif kind == "end":
             self._end_of_acquisition(message.source, values)
         elif kind == "drained":
-            self._drained.add(message.source)
+            self._workers[message.source].drained = True
+        elif kind == "hello":
+            self._workers[message.source].pid, self._workers[message.source].host = values["pid"], values["host"]
         elif kind == "finished":
             self._finished.add(message.source)
             if self._finished >= set(self._layout.workers):
-                self._stop("every worker's event source ended")
+                self._begin_stop("every worker's event source ended", drain=False)
         elif kind == "stop_request":
-            self._stop(f"{values.get('signal', 'signal')} on rank {message.source}")
+            self._begin_stop(f"{values.get('signal', 'signal')} on rank {message.source}",
+                             drain=values.get("count", 1) < 2)
         elif kind == "error":
             self.fail(values["message"])
         elif kind == "bye":
-            self._said_bye.add(message.source)
+            self._workers[message.source].bye = values
 
-    def fail(self, message: str) -> None:
+    def fail(self, message: str, exit_code: int = 1) -> None:
         """Record an error as the reason the run ends (the exit code becomes non-zero)."""
         if message in self.report.errors:  # a failure that repeats on every tick is said once
             return
         self.report.errors.append(message)
+        self.report.exit_code = max(self.report.exit_code, exit_code)
         log.error("%s", message)
-        self._stop(f"error ({message})")
+        self._begin_stop(f"error ({message})", drain=False)
 
     def _collect(self, message: Received) -> None:
-        if self.report.errors:  # after a failure, results are only drained, not aggregated
+        self.report.events_collected += 1
+        self._note_event()
+        if self.report.errors:  # after a failure, results are only counted, not aggregated
             return
         result = message.as_processed_event()
         feedback = self._pipeline.collect_data(processed_data=result, **self._ranks)
         if self.outputs is not None and self._outputs_working:
             self.outputs.on_result(result)
-        if feedback and self._stop_sent_at is None:
-            send_control(self._comm, self._layout.workers, "feedback", feedback)
-        self.report.events_collected += 1
-        self._note_event()
+        if feedback and self._phase == "running":
+            self._control.send(self._alive(), "feedback", feedback)
         if self._run.max_events is not None and self.report.events_collected >= self._run.max_events:
-            self._stop(f"max_events ({self._run.max_events}) reached")
+            self._begin_stop(f"max_events ({self._run.max_events}) reached", drain=True)
 
     def _note_event(self) -> None:
         now = time.monotonic()
@@ -182,8 +244,16 @@ class _Collector:
 
     def _end_of_acquisition(self, source: int, values: dict[str, Any]) -> None:
         """One worker saw the end message; the others may still hold frames sent before it."""
-        self.report.acquisitions_ended += 1
         self._last_activity = time.monotonic()
+        counts = (values.get("frames_sent"), sorted(values.get("frames_per_port", {}).items()))
+        if counts == self._last_end and not self._acquisition_open:
+            # PSI: an operator can make the receiver send the end again.  Starts and ends reach the
+            # collector through different workers, so "open" is counted, not taken from the order.
+            self.report.duplicate_ends += 1
+            log.info("a repeated end message (same counts, no new start) was ignored")
+            return
+        self._last_end = counts
+        self.report.acquisitions_ended += 1
         frames_sent = values.get("frames_sent")
         if frames_sent is not None:
             self.report.frames_sent = (self.report.frames_sent or 0) + frames_sent
@@ -193,9 +263,125 @@ class _Collector:
         log.info("acquisition %d ended (seen by rank %d): sender reports %s frames",
                  self.report.acquisitions_ended, source,
                  frames_sent if frames_sent is not None else values.get("frames_per_port"))
-        if self._stop_after_acquisition and self._drain_started is None and self._stop_sent_at is None:
-            self._drain_started = time.monotonic()
-            send_control(self._comm, self._layout.workers, "drain")
+        if self._phase == "ending_source":
+            self._start_drain()
+        elif self._phase == "running" and self._stop_after_acquisition:
+            self.report.stop_reason = "end of acquisition"
+            self._checkpoint("stopping")
+            self._start_drain()
+
+    # -- the end of a run ---------------------------------------------------------
+
+    def _begin_stop(self, reason: str, *, drain: bool) -> None:
+        """End the run: drain what is in flight, or (an error, a second signal) stop at once."""
+        if self._phase == "stopping" or (self._phase != "running" and drain):
+            return
+        if not self.report.stop_reason:
+            self.report.stop_reason = reason
+        log.info("stopping: %s", reason)
+        self._checkpoint("stopping")
+        if not drain:
+            self._send_stop()
+        elif self._handler.stop_event_source():
+            if self._acquisition_open:
+                self._enter("ending_source")  # its end message comes behind the frames already sent
+            else:
+                self._start_drain()
+        else:
+            self._send_stop()  # a sender that is not ours keeps sending: nothing to wait for
+
+    def _enter(self, phase: Phase) -> None:
+        self._phase, self._phase_since = phase, time.monotonic()
+
+    def _start_drain(self) -> None:
+        log.debug("draining the workers")
+        self._enter("draining")
+        self._control.send(self._alive(), "drain")
+
+    def _send_stop(self) -> None:
+        log.debug("telling the workers to stop")
+        self._enter("stopping")
+        self._control.send(self._alive(), "stop")
+
+    def _check_ending(self, now: float) -> None:
+        quiet = now - self._last_activity
+        if self._phase == "ending_source":
+            if quiet > self._run.stop_timeout_s:
+                log.warning("no end message from the source within %g s of the stop", self._run.stop_timeout_s)
+                self._start_drain()
+        elif self._phase == "draining":
+            self._check_drain(now, quiet)
+        elif self._phase == "stopping" and now - self._phase_since > self._run.stop_timeout_s:
+            for rank in self._alive():
+                self._lose(rank, f"no answer to stop within {self._run.stop_timeout_s:g} s")
+
+    def _check_drain(self, now: float, quiet: float) -> None:
+        """Stop once every live worker has emptied its queue and the announced frames are in."""
+        expected = self.report.frames_sent
+        handled = self.report.events_collected + self.report.events_failed
+        all_in = expected is None or handled >= expected
+        drained = all(self._workers[rank].drained for rank in self._alive())
+        if drained and (all_in or self.report.lost_ranks):  # the missing frames went with the lost rank
+            self._send_stop()
+        elif quiet > self._run.drain_timeout_s:
+            if not all_in:
+                log.warning("the sender announced %d frames but %d arrived", expected, handled)
+            self._send_stop()
+
+    def _lose(self, rank: int, why: str) -> None:
+        """Give a worker up: the run goes on (or ends) without it; its frames count as lost."""
+        state = self._workers[rank]
+        if state.lost or state.bye is not None:
+            return
+        state.lost = True
+        self.report.lost_ranks.append(rank)
+        self.report.exit_code = max(self.report.exit_code, 1)
+        log.error("rank %d%s lost: %s; the frames it held are counted as lost", rank, self._whereabouts(state), why)
+        if not self._alive() and self._phase == "running":
+            self._begin_stop("every worker lost", drain=False)
+
+    def _whereabouts(self, state: _WorkerState) -> str:
+        """' (pid N, dead)' where the collector can see for itself."""
+        if state.pid is None:
+            return ""
+        if state.host != socket.gethostname():
+            return f" (pid {state.pid} on {state.host})"
+        try:
+            os.kill(state.pid, 0)
+        except ProcessLookupError:
+            return f" (pid {state.pid}, dead)"
+        except OSError:
+            pass
+        return f" (pid {state.pid})"
+
+    def _heard_from(self, rank: int) -> None:
+        state = self._workers[rank]
+        now = time.monotonic()
+        if state.named_silent:
+            log.warning("rank %d is back after %.0f s of silence", rank, now - state.last_seen)
+            state.named_silent = False
+        if state.lost and state.bye is None:
+            log.warning("rank %d answers again: it is waited for once more", rank)
+            self.report.lost_ranks.remove(rank)
+            state.lost = False
+            if self._phase == "stopping":
+                self._control.send([rank], "stop")
+        state.last_seen = now
+
+    def _check_workers(self, now: float) -> None:
+        """Name a silent worker once; once the run is ending, give one silent too long up."""
+        for rank in self._alive():
+            state = self._workers[rank]
+            silent = now - state.last_seen
+            others_working = any(now - other.last_event < OTHERS_WORKING_S
+                                 for other_rank, other in self._workers.items() if other_rank != rank)
+            if silent > self._run.silent_worker_warning_s and state.ready and not state.named_silent and (
+                    others_working or self._phase != "running"):
+                state.named_silent = True
+                log.warning("rank %d%s has said nothing for %.0f s while the others work (frozen, dead, or "
+                            "stuck in one event?)", rank, self._whereabouts(state), silent)
+            if self._phase != "running" and silent > self._run.stop_timeout_s:
+                self._lose(rank, f"silent for {silent:.0f} s")
 
     # -- what time decides --------------------------------------------------------
 
@@ -206,19 +392,18 @@ class _Collector:
             log.debug("reporting failed", exc_info=True)
             self.fail(f"rank {self._layout.rank} (collector): {type(error).__name__}: {error}")
         if self._stop_signal.received:
-            self._stop(f"{self._stop_signal.name} on the collector")
-        if self._stop_sent_at is not None:
-            self._check_workers_answer(now)
+            self._begin_stop(f"{self._stop_signal.name} on the collector", drain=self._stop_signal.count < 2)
+        self._check_workers(now)
+        if self._phase != "running":
+            self._check_ending(now)
             return
-        if self._drain_started is not None:
-            self._check_drain(now)
         idle = now - self._last_activity
         if self.report.first_event_s is None and not self._warned_no_data and idle > self._run.no_data_warning_s:
             self._warned_no_data = True
             log.warning("no frames from %s after %.0f s: is the detector or frame sender running? Still waiting.",
                         self._source, idle)
         if self._run.idle_timeout_s is not None and idle > self._run.idle_timeout_s:
-            self._stop(f"idle timeout: nothing arrived for {self._run.idle_timeout_s:g} s")
+            self._begin_stop(f"idle timeout: nothing arrived for {self._run.idle_timeout_s:g} s", drain=True)
 
     def _report_figures(self, now: float) -> None:
         if now >= self._next_status:
@@ -227,34 +412,71 @@ class _Collector:
         if self.outputs is not None and self._outputs_working and now >= self._next_output_tick:
             self._next_output_tick = now + OUTPUT_TICK_S
             self.tick_outputs(now)
-
-    def _check_drain(self, now: float) -> None:
-        """Stop once every worker has emptied its queue and the announced frames are in."""
-        if self._drained < set(self._layout.workers):
-            return
-        expected = self.report.frames_sent
-        handled = self.report.events_collected + self.report.events_failed
-        if expected is None or handled >= expected:
-            self._stop("end of acquisition")
-        elif now - self._drain_started > self._run.drain_timeout_s:
-            log.warning("the sender announced %d frames but %d arrived", expected, handled)
-            self._stop("end of acquisition (frames missing)")
-
-    def _check_workers_answer(self, now: float) -> None:
-        if now - self._stop_sent_at > self._run.stop_timeout_s:
-            silent = sorted(set(self._layout.workers) - self._said_bye)
-            log.error("rank(s) %s did not stop within %.0f s: aborting the job", silent, self._run.stop_timeout_s)
-            self._comm.Abort(1)
-
-    def _stop(self, reason: str) -> None:
-        if self._stop_sent_at is not None:
-            return
-        self.report.stop_reason = reason
-        log.info("stopping: %s", reason)
-        self._stop_sent_at = time.monotonic()
-        send_control(self._comm, self._layout.workers, "stop")
+        if now >= self._next_checkpoint:
+            self._next_checkpoint = now + self._run.checkpoint_interval_s
+            self._checkpoint("running")
 
     # -- figures -------------------------------------------------------------------
+
+    def _checkpoint(self, state: str) -> None:
+        """The summary as it stands, where the final one will be: a killed run still leaves it."""
+        if not self.checkpoints:
+            return
+        document = {"state": state, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "checkpoint": "the run had not ended when this was written: its figures stop here, and "
+                                  "frames still in flight (accounting.in_flight) are neither counted nor lost",
+                    **self.summary_figures(handler_figures=self._handler.collecting_node_status(), complete=False)}
+        for path in self.checkpoints:
+            write_json_atomically(path, document)
+
+    def summary_figures(self, *, handler_figures: dict[str, Any], complete: bool) -> dict[str, Any]:
+        """The run's figures and its frame accounting (``complete``: every component has had its
+        last word; a checkpoint is not complete)."""
+        report = self.report
+        span = (report.last_event_s or 0) - (report.first_event_s or 0)
+        handled = report.events_collected + report.events_failed
+        return {
+            **handler_figures,
+            **self._pipeline.summary(),
+            "accounting": frame_accounting(
+                source=self._handler.source_accounting(), processed=report.events_collected,
+                failed=report.events_failed, frames_announced=report.frames_sent,
+                lost_ranks=report.lost_ranks, complete=complete),
+            "events_processed": report.events_collected,
+            "events_failed": report.events_failed,
+            "frames_sent": report.frames_sent,
+            "frames_per_port": report.frames_per_port,
+            "acquisitions": report.acquisitions_ended,
+            "duplicate_end_messages": report.duplicate_ends,
+            "collector_rank": self._layout.collector,
+            "ranks": self._layout.size,
+            "workers": len(self._layout.workers),
+            "lost_ranks": report.lost_ranks,
+            "events_per_s": round(handled / span, 1) if span > 0 else None,
+            "stop_reason": report.stop_reason,
+            "errors": report.errors,
+        }
+
+    def rank_rows(self, collector_row: dict[str, Any]) -> list[dict[str, Any]]:
+        """One row per rank: the collector's own, each worker's ``bye`` (or what it sent before it was lost)."""
+        rows = []
+        for rank in range(self._layout.size):
+            if rank == self._layout.collector:
+                rows.append({"rank": rank, "role": "collector", **collector_row})
+                continue
+            state = self._workers[rank]
+            figures = state.bye or {"events": state.results, "failed": 0, "bytes": 0, "busy_s": 0.0,
+                                    "cpu_s": 0.0, "wall_s": 0.0}
+            rows.append({"rank": rank, "role": "worker" if state.bye else "worker (lost)",
+                         **{key: round(value, 3) if isinstance(value, float) else value
+                            for key, value in figures.items()}})
+        return rows
+
+    def send_exit_code(self, code: int) -> None:
+        """Every rank exits with the collector's verdict, so any launcher reports it."""
+        done = [rank for rank, state in self._workers.items() if state.bye is not None]
+        self._control.send(done, "exit", {"code": code})
+        self._control.flush(self._run.stop_timeout_s)
 
     def final_tick(self) -> None:
         """The last figures, for the report; a failure here is reported, not raised."""
@@ -283,7 +505,7 @@ class _Collector:
             rate = (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
         if self._recent and now - self._recent[-1][0] > 1.0:
             rate = 0.0
-        counts = [self._per_worker[rank] for rank in self._layout.workers]
+        counts = [self._workers[rank].results for rank in self._layout.workers]
         figures = {
             "elapsed_s": now - self._started,
             "events": handled,
@@ -291,6 +513,7 @@ class _Collector:
             "failed": self.report.events_failed,
             "acquisitions": self.report.acquisitions_ended,
             "events_per_worker": f"{min(counts)}-{max(counts)}",
+            **({"lost_ranks": ",".join(map(str, self.report.lost_ranks))} if self.report.lost_ranks else {}),
             **self._handler.collecting_node_status(),
             **self._pipeline.status(),
         }
@@ -304,28 +527,31 @@ def run_collector(comm: MPI.Comm, layout: RankLayout, handler: DataEventHandlerP
                   pipeline: ProcessingPipelineProtocol, run: RunParameters, *, stop_after_acquisition: bool,
                   source: str, stop_signal: StopSignal, print_status: StatusPrinter,
                   workers_may_start: Callable[[], None], open_outputs: Callable[[], CollectorOutput],
-                  ) -> tuple[CollectorReport, dict[str, Any], CollectorOutput | None]:
-    """Run this rank as the collector until every worker has said its last word.
+                  checkpoints: list[Path]) -> _Collector:
+    """Run this rank as the collector until every worker has said its last word (or is lost).
 
     The collecting node initializes first (the handler may start the frame
     sender there, or write files the workers read), then lets the workers
     start with ``workers_may_start``.  If initialization fails, the workers
     are still started and stopped in order, so that no rank waits for ever.
-    Returns the report, the handler's own final figures, and the outputs
-    (opened here, closed by the caller once the summary is complete).
+    Returns the collector, for the summary, the outputs and the exit code.
     """
     ranks = {"node_rank": layout.rank, "node_pool_size": layout.size}
     collector = _Collector(comm, layout, handler, pipeline, run, stop_after_acquisition, source, stop_signal,
-                           print_status)
+                           print_status, checkpoints)
     try:
         handler.initialize_event_handling_on_collecting_node(**ranks)
         pipeline.initialize_collecting_node(**ranks)
         collector.outputs = open_outputs()
+        if collector.outputs is not None:
+            collector.checkpoints.append(collector.outputs.run_dir / "summary.json")
+    except MonitorError as error:
+        collector.fail(f"rank {layout.rank} (collector): {error}", exit_code=error.exit_code)
     except Exception as error:
         log.debug("collector initialization failed", exc_info=True)
         collector.fail(f"rank {layout.rank} (collector): {type(error).__name__}: {error}")
     workers_may_start()
-    report = collector.run()
+    collector.run()
     collector.final_tick()
     pipeline.end_processing_on_collecting_node(**ranks)
-    return report, handler.end_event_handling_on_collecting_node(**ranks), collector.outputs
+    return collector

@@ -6,7 +6,8 @@ message per numpy array, sent from the array's own buffer.  MPI keeps
 messages between one pair of ranks in order, so a result's arrays arrive
 right after its header and a worker's last word (``bye``) after its results.
 Collector -> worker: msgpack control messages on ``TAG_CONTROL``.
-Nothing is pickled.
+Nothing is pickled, and no call here waits without a deadline: a peer that
+froze or died must not take the rank that talks to it down with it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ __all__ = [
     "Outbox",
     "Inbox",
     "Received",
-    "send_control",
+    "PeerSilent",
+    "ControlSender",
     "poll_control",
 ]
 
@@ -62,6 +64,14 @@ def unpack(payload: bytes | bytearray) -> dict[str, Any]:
     return msgpack.unpackb(payload, raw=False, strict_map_key=False)
 
 
+class PeerSilent(Exception):
+    """A rank stopped answering in the middle of a message (frozen or dead)."""
+
+    def __init__(self, rank: int, waited_s: float) -> None:
+        super().__init__(f"rank {rank} stopped in the middle of a message ({waited_s:g} s without progress)")
+        self.rank = rank
+
+
 class Outbox:
     """A worker's non-blocking sends to the collector, with a bound on those in flight."""
 
@@ -69,6 +79,8 @@ class Outbox:
         self._comm = comm
         self._collector = collector
         self._pending: deque[tuple[MPI.Request, Any]] = deque()
+        self.last_sent = time.monotonic()
+        """When the last message was sent: a worker that sends nothing for a while says it is alive."""
 
     def send(self, kind: str, values: dict[str, Any] | None = None,
              arrays: dict[str, np.ndarray] | None = None) -> None:
@@ -76,6 +88,7 @@ class Outbox:
         header = {"t": kind, "v": values or {},
                   "a": [[name, array.dtype.str, list(array.shape)] for name, array in arrays.items()]}
         payload = pack(header)
+        self.last_sent = time.monotonic()
         self._track(self._comm.Isend([payload, MPI.BYTE], self._collector, TAG_MESSAGE), payload)
         for array in arrays.values():
             self._track(self._comm.Isend(array, self._collector, TAG_ARRAY), array)
@@ -88,18 +101,23 @@ class Outbox:
         self._pending.append((request, keep_alive))
         self._wait_until(MAX_IN_FLIGHT)
 
-    def _wait_until(self, pending: int) -> None:
-        """Drop completed sends (oldest first); sleep-wait while more than ``pending`` remain."""
+    def _wait_until(self, pending: int, deadline: float = float("inf")) -> bool:
+        """Drop completed sends (oldest first); sleep-wait while more than ``pending`` remain.
+        False if ``deadline`` passed first."""
         while self._pending:
             if self._pending[0][0].Test():
                 self._pending.popleft()
             elif len(self._pending) > pending:
+                if time.monotonic() > deadline:
+                    return False
                 time.sleep(WAIT_SLEEP_S)
             else:
-                return
+                return True
+        return True
 
-    def flush(self) -> None:
-        self._wait_until(0)
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until every send has completed; False if the collector took none for ``timeout_s``."""
+        return self._wait_until(0, time.monotonic() + timeout_s)
 
 
 @dataclass(frozen=True)
@@ -116,11 +134,17 @@ class Received:
 
 
 class Inbox:
-    """The collector's receiving end: never blocks when nothing is there."""
+    """The collector's receiving end: never blocks when nothing is there.
 
-    def __init__(self, comm: MPI.Comm) -> None:
+    A message's arrays follow its header; a large one needs its sender to take
+    part in the transfer, so each is awaited with a deadline (``patience_s``):
+    a worker frozen mid-message raises :class:`PeerSilent` instead of a hang.
+    """
+
+    def __init__(self, comm: MPI.Comm, *, patience_s: float) -> None:
         self._comm = comm
         self._status = MPI.Status()
+        self._patience_s = patience_s
 
     def poll(self) -> Received | None:
         comm, status = self._comm, self._status
@@ -128,21 +152,45 @@ class Inbox:
             return None
         source = status.Get_source()
         payload = bytearray(status.Get_count(MPI.BYTE))
-        comm.Recv([payload, MPI.BYTE], source, TAG_MESSAGE)
+        self._wait(comm.Irecv([payload, MPI.BYTE], source, TAG_MESSAGE), source)
         header = unpack(payload)
         arrays = {}
         for name, dtype, shape in header["a"]:
             array = np.empty(shape, dtype=np.dtype(dtype))
-            comm.Recv(array, source, TAG_ARRAY)
+            self._wait(comm.Irecv(array, source, TAG_ARRAY), source)
             arrays[name] = array
         return Received(source=source, kind=header["t"], values=header["v"], arrays=arrays)
 
+    def _wait(self, request: MPI.Request, source: int) -> None:
+        if request.Test():
+            return
+        deadline = time.monotonic() + self._patience_s
+        while not request.Test():
+            if time.monotonic() > deadline:
+                request.Cancel()
+                raise PeerSilent(source, self._patience_s)
+            time.sleep(WAIT_SLEEP_S)
 
-def send_control(comm: MPI.Comm, ranks: list[int], kind: str, values: dict[str, Any] | None = None) -> None:
-    """Tell workers something (stop, drain, feedback); small messages, sent eagerly."""
-    payload = pack({"t": kind, "v": values or {}})
-    requests = [comm.Isend([payload, MPI.BYTE], rank, TAG_CONTROL) for rank in ranks]
-    MPI.Request.Waitall(requests)
+
+class ControlSender:
+    """The collector's control messages to workers (drain, stop, exit, feedback): sent without
+    waiting, their buffers kept until MPI is done with them, so a frozen worker holds up nobody."""
+
+    def __init__(self, comm: MPI.Comm) -> None:
+        self._comm = comm
+        self._pending: list[tuple[MPI.Request, bytes]] = []
+
+    def send(self, ranks: list[int], kind: str, values: dict[str, Any] | None = None) -> None:
+        payload = pack({"t": kind, "v": values or {}})
+        self._pending = [(request, kept) for request, kept in self._pending if not request.Test()]
+        self._pending += [(self._comm.Isend([payload, MPI.BYTE], rank, TAG_CONTROL), payload) for rank in ranks]
+
+    def flush(self, timeout_s: float) -> None:
+        """Give the last messages ``timeout_s`` to leave (a message to a lost rank never does)."""
+        deadline = time.monotonic() + timeout_s
+        while self._pending and time.monotonic() < deadline:
+            self._pending = [(request, kept) for request, kept in self._pending if not request.Test()]
+            time.sleep(WAIT_SLEEP_S)
 
 
 def poll_control(comm: MPI.Comm, collector: int) -> list[tuple[str, dict[str, Any]]]:

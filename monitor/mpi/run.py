@@ -1,43 +1,53 @@
-"""One run of the monitor on every rank: roles, the loops, the final gather, finalization."""
+"""One run of the monitor on every rank: roles, the loops, the summary, finalization."""
 
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from mpi4py import MPI
 
 from monitor.config import MonitorConfig
 
 if TYPE_CHECKING:
     from monitor.outputs.group import OutputGroup
-from monitor.mpi.collector import CollectorReport, StatusPrinter, run_collector
+from monitor.mpi.collector import StatusPrinter, run_collector
 from monitor.mpi.ranks import RankLayout
 from monitor.mpi.signals import StopSignal
+from monitor.mpi.summary import write_json_atomically
 from monitor.mpi.worker import run_worker
 
 __all__ = ["RunOutcome", "run"]
 
 log = logging.getLogger(__name__)
 
-_STATS = ("events", "failed", "bytes", "busy_s", "cpu_s", "wall_s")
-"""Each rank's final figures, gathered as one float64 vector per rank (a buffer, not a pickle)."""
-
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """How the run ended on this rank; ``summary`` is set on the collector only."""
+    """How the run ended on this rank; ``summary`` is set on the collector only.  ``abort``: a rank
+    was lost, so the job must end with ``MPI_Abort`` (after the summary is shown) rather than
+    ``MPI_Finalize``, which would wait for it."""
 
     exit_code: int
     summary: dict[str, Any] | None
+    abort: bool = False
 
 
-def run(config: MonitorConfig, *, print_status: StatusPrinter, comm: MPI.Comm | None = None) -> RunOutcome:
-    """Run the monitor on this rank; every rank of ``comm`` must call it."""
+def run(config: MonitorConfig, *, print_status: StatusPrinter, comm: MPI.Comm | None = None,
+        summary_json: Path | None = None) -> RunOutcome:
+    """Run the monitor on this rank; every rank of ``comm`` must call it.
+
+    ``summary_json``: where the collector checkpoints the summary during the
+    run and writes the final one (as in the run folder's ``summary.json``).
+    A worker that was lost (frozen, or dead where the launcher let the others
+    live) cannot take part in MPI's finalization: the collector then ends the
+    job with ``MPI_Abort`` once every file is written and closed.
+    """
     comm = comm or MPI.COMM_WORLD
+    comm.Set_errhandler(MPI.ERRORS_RETURN)  # a dead peer is an exception here, not MPICH's error stack
     started, cpu_started = time.monotonic(), time.process_time()
     handler_parameters = config.handler_parameters
     handler = config.handler_class(source=handler_parameters.source, parameters=handler_parameters)
@@ -46,33 +56,48 @@ def run(config: MonitorConfig, *, print_status: StatusPrinter, comm: MPI.Comm | 
     stop_signal = StopSignal()
     stop_signal.install()
 
-    if layout.is_collector:
-        report, handler_summary, outputs = run_collector(
-            comm, layout, handler, pipeline, config.run,
-            stop_after_acquisition=handler_parameters.stop_after_acquisition,
-            source=handler_parameters.source, stop_signal=stop_signal,
-            print_status=print_status, workers_may_start=lambda: _quiet_barrier(comm),
-            open_outputs=lambda: _open_outputs(config),
-        )
-        mine = [report.events_collected, report.events_failed, 0, 0.0]
-        exit_code = 1 if report.errors else 0
-    else:
+    if not layout.is_collector:
         _quiet_barrier(comm)  # the collecting node initializes first
-        stats = run_worker(comm, layout, handler, pipeline, stop_signal, config.run.stop_timeout_s)
-        mine = [stats.events, stats.failed, stats.bytes, stats.busy_s]
-        exit_code = 0
+        exit_code = run_worker(comm, layout, handler, pipeline, stop_signal, config.run.stop_timeout_s)
+        _finalize(handler)
+        return RunOutcome(exit_code=exit_code, summary=None)
 
-    table = _gather_stats(comm, layout, mine + [time.process_time() - cpu_started, time.monotonic() - started])
-    summary = None
-    if layout.is_collector:
-        summary = _summary(report, table, layout, {**handler_summary, **pipeline.summary()})
-        if outputs is not None:
-            summary["output_dir"] = str(outputs.run_dir)
-            exit_code = _close_outputs(outputs, summary) or exit_code
-    exit_code = _agree_exit_code(comm, layout, exit_code)
+    collector = run_collector(
+        comm, layout, handler, pipeline, config.run,
+        stop_after_acquisition=handler_parameters.stop_after_acquisition,
+        source=handler_parameters.source, stop_signal=stop_signal,
+        print_status=print_status, workers_may_start=lambda: _quiet_barrier(comm),
+        open_outputs=lambda: _open_outputs(config), checkpoints=[summary_json] if summary_json else [],
+    )
+    log.debug("every worker has said its last word")
+    handler_summary = handler.end_event_handling_on_collecting_node(node_rank=layout.rank, node_pool_size=layout.size)
+    log.debug("the source has ended")
+    report = collector.report
+    summary = {
+        **collector.summary_figures(handler_figures=handler_summary, complete=True),
+        "wall_time_s": round(time.monotonic() - started, 3),
+    }
+    summary["per_rank"] = collector.rank_rows({
+        "events": report.events_collected, "failed": report.events_failed, "bytes": 0, "busy_s": 0.0,
+        "cpu_s": round(time.process_time() - cpu_started, 3), "wall_s": summary["wall_time_s"]})
+    exit_code = report.exit_code
+    outputs = collector.outputs
+    if outputs is not None:
+        summary["output_dir"] = str(outputs.run_dir)
+        exit_code = _close_outputs(outputs, summary) or exit_code
+    log.debug("outputs closed")
+    if summary_json is not None:
+        write_json_atomically(summary_json, {"state": "complete", **summary})
+    if report.lost_ranks:
+        return RunOutcome(exit_code=max(exit_code, 1), summary=summary, abort=True)
+    collector.send_exit_code(exit_code)
+    _finalize(handler)
+    return RunOutcome(exit_code=exit_code, summary=summary)
+
+
+def _finalize(handler: Any) -> None:
     if not handler.skip_rank_finalization():
         MPI.Finalize()
-    return RunOutcome(exit_code=exit_code, summary=summary)
 
 
 def _open_outputs(config: MonitorConfig) -> OutputGroup:
@@ -103,46 +128,3 @@ def _quiet_barrier(comm: MPI.Comm) -> None:
     request = comm.Ibarrier()
     while not request.Test():
         time.sleep(0.005)
-
-
-def _gather_stats(comm: MPI.Comm, layout: RankLayout, mine: list[float]) -> np.ndarray | None:
-    send = np.asarray(mine, dtype=np.float64)
-    receive = np.empty((layout.size, len(_STATS)), dtype=np.float64) if layout.is_collector else None
-    comm.Gather(send, receive, root=layout.collector)
-    return receive
-
-
-def _agree_exit_code(comm: MPI.Comm, layout: RankLayout, exit_code: int) -> int:
-    """Every rank exits with the collector's verdict, so any launcher reports it."""
-    code = np.array([exit_code], dtype=np.int32)
-    comm.Bcast(code, root=layout.collector)
-    return int(code[0])
-
-
-def _summary(report: CollectorReport, table: np.ndarray, layout: RankLayout,
-             extra: dict[str, Any]) -> dict[str, Any]:
-    span = (report.last_event_s or 0) - (report.first_event_s or 0)
-    handled = report.events_collected + report.events_failed
-    per_rank = []
-    for rank, row in enumerate(table):
-        figures = dict(zip(_STATS, row.tolist()))
-        per_rank.append({"rank": rank, "role": layout.role(rank), **{
-            key: int(value) if key in ("events", "failed", "bytes") else round(value, 3)
-            for key, value in figures.items()
-        }})
-    return {
-        **extra,
-        "events_processed": report.events_collected,
-        "events_failed": report.events_failed,
-        "frames_sent": report.frames_sent,
-        "frames_per_port": report.frames_per_port,
-        "acquisitions": report.acquisitions_ended,
-        "collector_rank": layout.collector,
-        "ranks": layout.size,
-        "workers": len(layout.workers),
-        "events_per_s": round(handled / span, 1) if span > 0 else None,
-        "wall_time_s": round(float(table[layout.collector][-1]), 3),
-        "stop_reason": report.stop_reason,
-        "errors": report.errors,
-        "per_rank": per_rank,
-    }

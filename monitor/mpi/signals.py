@@ -13,10 +13,12 @@ __all__ = ["StopSignal"]
 
 
 class StopSignal:
-    """Set by SIGINT/SIGTERM once installed; ``name`` says which came first."""
+    """Set by SIGINT/SIGTERM once installed; ``name`` says which came first, ``count`` how many
+    came (a second one asks for the stop not to wait for the frames in flight)."""
 
     def __init__(self) -> None:
         self.name: str | None = None
+        self.count = 0
 
     @property
     def received(self) -> bool:
@@ -27,5 +29,6 @@ class StopSignal:
             signal.signal(signum, self._note)
 
     def _note(self, signum: int, frame: FrameType | None) -> None:
+        self.count += 1
         if self.name is None:
             self.name = signal.Signals(signum).name

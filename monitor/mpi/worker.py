@@ -4,19 +4,27 @@ A worker never decides alone that the run is over: it tells the collector what
 it saw (the end of an acquisition, an error, a signal, its generator running
 dry) and keeps working until the collector says ``stop``.  That keeps one
 place, the collector, in charge of the end of the run, whatever happened where.
+
+While it has nothing to do it says so (``alive``) about once a second, so the
+collector can tell a quiet worker from a frozen or dead one.  Its last word,
+``bye``, carries its own figures; then it waits, with a deadline, for the
+run's exit code.  No collective MPI call ends a run: one frozen rank cannot
+hold the others.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass
 
 from mpi4py import MPI
 
 from handlers.protocol import DataEventHandlerProtocol, Event
 from monitor.errors import DataExtractionError
+from monitor.logs import RateLimitedLog
 from monitor.mpi.messages import Outbox, poll_control
 from monitor.mpi.ranks import RankLayout
 from monitor.mpi.signals import StopSignal
@@ -31,18 +39,21 @@ IDLE_POLLS_TO_DRAIN = 2
 
 Two, because the first may have started before the request arrived."""
 
-SKIP_LOG_EVERY = 1000
-"""After the first few, one skipped event in this many is logged: failures stay visible, logs readable."""
+ALIVE_EVERY_S = 1.0
+"""A worker that has sent nothing for this long says it is alive (the collector's silence
+warning comes after a few of these)."""
 
 
 @dataclass
 class WorkerStats:
+    """This rank's figures, sent in its last message (the summary's per-rank table)."""
+
     events: int = 0
     failed: int = 0
     bytes: int = 0
     busy_s: float = 0.0
-    error: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
 
 
 class _Worker:
@@ -57,25 +68,36 @@ class _Worker:
         self._outbox = Outbox(comm, layout.collector)
         self._ranks = {"node_rank": layout.rank, "node_pool_size": layout.size}
         self.stats = WorkerStats()
+        self._started = (time.monotonic(), time.process_time())
         self._stopped = False
+        self._exit_code: int | None = None
         self._draining_idles: int | None = None
-        self._asked_to_stop = False
+        self._signals_forwarded = 0
+        self._skipped = RateLimitedLog(log, interval_s=5.0, burst=3)
 
-    def run(self) -> WorkerStats:
+    def run(self) -> int:
+        """Work until the collector says stop; return the run's exit code."""
+        self._outbox.send("hello", {"pid": os.getpid(), "host": socket.gethostname()})
         try:
             self._handler.initialize_event_handling_on_processing_node(**self._ranks)
             self._pipeline.initialize_processing_node(**self._ranks)
+            self._outbox.send("ready")  # from here on, its silence means something
             self._consume_events()
         except Exception as error:  # any failure ends the whole job, reported once, by the collector
-            self.stats.error = f"rank {self._layout.rank}: {type(error).__name__}: {error}"
             log.debug("worker failed", exc_info=True)
-            self._outbox.send("error", {"message": self.stats.error})
+            self._outbox.send("error", {"message": f"rank {self._layout.rank}: {type(error).__name__}: {error}"})
         if not self._stopped:
-            self._wait_for_stop()
+            self._wait_for("stop")
         self._pipeline.end_processing_on_processing_node(**self._ranks)
-        self._outbox.send("bye")
-        self._outbox.flush()
-        return self.stats
+        self._skipped.flush(f"events skipped on rank {self._layout.rank}")
+        self.stats.wall_s = time.monotonic() - self._started[0]
+        self.stats.cpu_s = time.process_time() - self._started[1]
+        self._outbox.send("bye", asdict(self.stats))
+        if not self._outbox.flush(self._stop_timeout_s):
+            log.error("the collector (rank %d) took no message for %g s", self._layout.collector, self._stop_timeout_s)
+            return 1
+        self._wait_for("exit")
+        return 1 if self._exit_code is None else self._exit_code
 
     def _consume_events(self) -> None:
         events = self._handler.event_generator(**self._ranks)
@@ -100,22 +122,29 @@ class _Worker:
                                       "frames_per_port": info.get("frames_per_port", {})})
         elif kind == "start":
             self._outbox.send("start")
-        elif kind == "idle" and self._draining_idles is not None:
+        elif kind == "idle":
+            self._idle()
+
+    def _idle(self) -> None:
+        if self._draining_idles is not None:
             self._draining_idles += 1
             if self._draining_idles == IDLE_POLLS_TO_DRAIN:
                 self._outbox.send("drained")
+        if time.monotonic() - self._outbox.last_sent > ALIVE_EVERY_S:
+            self._outbox.send("alive")
 
     def _process(self, event: Event) -> None:
         started = time.perf_counter()
         self.stats.bytes += event.get("additional_info", {}).get("bytes", 0)
+        if self._draining_idles is not None:
+            self._draining_idles = 0  # a frame after "drained": the collector counts it all the same
         try:
             self._handler.open_event(event=event)
             data = self._handler.extract_data(event=event)
             result = self._pipeline.process_data(data=data, **self._ranks)
         except DataExtractionError as error:
             self.stats.failed += 1
-            if self.stats.failed <= 3 or self.stats.failed % SKIP_LOG_EVERY == 0:
-                log.warning("event skipped (%d so far on this rank): %s", self.stats.failed, error)
+            self._skipped.warning(f"event skipped ({self.stats.failed} so far on rank {self._layout.rank}): {error}")
             self._outbox.send("skipped", {"reason": str(error)})
         else:
             self.stats.events += 1
@@ -132,26 +161,31 @@ class _Worker:
                 self._draining_idles = 0
             elif kind == "feedback":
                 self._pipeline.receive_feedback(feedback=values)
+            elif kind == "exit":
+                self._exit_code = int(values["code"])
 
     def _forward_signal(self) -> None:
-        if self._stop_signal.received and not self._asked_to_stop:
-            self._asked_to_stop = True
-            self._outbox.send("stop_request", {"signal": self._stop_signal.name})
+        if self._stop_signal.count > self._signals_forwarded:
+            self._signals_forwarded = self._stop_signal.count
+            self._outbox.send("stop_request", {"signal": self._stop_signal.name, "count": self._stop_signal.count})
 
-    def _wait_for_stop(self) -> None:
-        """Wait, without spinning, for the collector's stop; abort the job if it never comes."""
-        deadline = time.monotonic() + 4 * self._stop_timeout_s
-        while not self._stopped:
+    def _wait_for(self, what: str) -> None:
+        """Wait, without spinning, for the collector's ``stop`` or ``exit``; if it never comes, the
+        collector is gone: a stop ends this rank at once, an exit code unknown ends it with 1."""
+        limit = 4 * self._stop_timeout_s
+        deadline = time.monotonic() + limit
+        while not (self._stopped if what == "stop" else self._exit_code is not None):
             self._obey_collector()
             self._forward_signal()
             if time.monotonic() > deadline:
-                log.error("no stop from the collector (rank %d) within %.0f s: aborting the job",
-                          self._layout.collector, 4 * self._stop_timeout_s)
-                self._comm.Abort(1)
+                log.error("no %s from the collector (rank %d) within %.0f s", what, self._layout.collector, limit)
+                if what == "stop":
+                    self._comm.Abort(1)
+                return
             time.sleep(0.01)
 
 
 def run_worker(comm: MPI.Comm, layout: RankLayout, handler: DataEventHandlerProtocol,
-               pipeline: ProcessingPipelineProtocol, stop_signal: StopSignal, stop_timeout_s: float) -> WorkerStats:
-    """Run this rank as a worker until the collector ends the run."""
+               pipeline: ProcessingPipelineProtocol, stop_signal: StopSignal, stop_timeout_s: float) -> int:
+    """Run this rank as a worker until the collector ends the run; return the exit code."""
     return _Worker(comm, layout, handler, pipeline, stop_signal, stop_timeout_s).run()

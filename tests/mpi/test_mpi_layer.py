@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from helpers import write_config
+from helpers import assert_balanced, write_config
 from monitor.config import load_config
 from monitor.mpi import run
 from monitor.mpi.messages import Inbox, Outbox
@@ -39,9 +39,9 @@ def test_results_with_arrays_reach_the_collector_in_order_from_every_worker():
                 values={"i": i, "rank": comm.rank, "ratio": np.float32(0.5)},
                 arrays={"peaks": np.full((i % 5, 3), i, dtype=np.float32), "frame": np.arange(i, dtype=np.uint16)}))
         outbox.send("bye")
-        outbox.flush()
+        outbox.flush(timeout_s=30)
         return
-    inbox = Inbox(comm)
+    inbox = Inbox(comm, patience_s=30)
     seen: dict[int, list[int]] = {rank: [] for rank in range(comm.size - 1)}
     byes = 0
     deadline = time.monotonic() + 30
@@ -95,6 +95,7 @@ def test_a_run_collects_every_frame_of_an_acquisition_and_feeds_back(tmp_path_fa
     expected_collector = 0 if collector == "first" else comm.size - 1
     if comm.rank == expected_collector:
         assert outcome.summary["events_processed"] == 200 == outcome.summary["frames_sent"]
+        assert assert_balanced(outcome.summary, sent=200)["dropped"] == {}
         assert outcome.summary["collector_rank"] == expected_collector
         assert [row["role"] for row in outcome.summary["per_rank"]].count("collector") == 1
     else:
