@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, write_config
+from helpers import ROOT, assert_balanced, write_config
 from slurm_cluster import OneNodeCluster, why_slurm_cannot_run
 
 pytestmark = pytest.mark.slow
@@ -97,7 +97,8 @@ def test_the_shipped_batch_script_processes_every_frame_and_the_job_exits_0(clus
     log = (tmp_path / "job.log").read_text()
     assert (fields["JobState"], fields["ExitCode"]) == ("COMPLETED", "0:0"), log
     summary = json.loads((tmp_path / f"monitor-{job_id}.summary.json").read_text())
-    assert summary["frames_sent"] == 300
+    assert summary["state"] == "complete"
+    assert_balanced(summary, sent=300)
     assert summary["events_processed"] == 300 and summary["events_failed"] == 0
     assert summary["ranks"] == TASKS and summary["collector_rank"] == TASKS - 1
     assert [row["role"] for row in summary["per_rank"]] == ["worker"] * (TASKS - 1) + ["collector"]
@@ -124,9 +125,11 @@ def test_scancel_ends_every_task_in_order_with_a_summary_before_sigkill(cluster,
         time.sleep(0.1)
     ended_s = time.monotonic() - cancelled
     log = (tmp_path / "job.log").read_text()
-    summary = json.loads((tmp_path / f"monitor-{job_id}.summary.json").read_text())  # written: not SIGKILLed
-    assert "SIGTERM" in summary["stop_reason"], log
-    assert summary["events_processed"] > 0
+    summary = json.loads((tmp_path / f"monitor-{job_id}.summary.json").read_text())
+    accounting = assert_balanced(summary)
+    print(f"scancel: every process gone after {ended_s:.2f} s; {accounting}")
+    assert summary["state"] == "complete", log  # the final summary, not a checkpoint: not SIGKILLed
+    assert "SIGTERM on" in summary["stop_reason"] and summary["events_processed"] > 0
     assert sum(row["events"] for row in summary["per_rank"] if row["role"] == "worker") == (
         summary["events_processed"] + summary["events_failed"])
     assert ended_s < KILL_WAIT_S, f"the tasks took {ended_s:.1f} s to end after scancel"
