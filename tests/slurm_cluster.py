@@ -24,12 +24,12 @@ from helpers import free_port
 
 __all__ = ["OneNodeCluster", "why_slurm_cannot_run"]
 
-DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "scancel", "squeue")
+PROGRAMS = ("munged", "slurmctld", "slurmd", "sbatch", "srun", "scontrol", "scancel", "squeue", "sinfo")
 
 
 def why_slurm_cannot_run() -> str | None:
     """The reason a one-node cluster cannot start here, or None."""
-    missing = [name for name in DAEMONS if shutil.which(name) is None]
+    missing = [name for name in PROGRAMS if shutil.which(name) is None]
     if missing:
         return f"SLURM is not installed ({', '.join(missing)} missing; Debian: apt-get install slurm-wlm munge)"
     if os.geteuid() != 0:
