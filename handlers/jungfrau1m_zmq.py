@@ -116,6 +116,7 @@ class Jungfrau1MZmqDataEventHandler:
         self._acquisitions: list[dict[str, Any]] = []
         self._final_assembly: dict[str, Any] | None = None
         self._simulated: dict[str, Any] = {}
+        self._source_stopped = False
 
     def designated_collector_rank(self) -> Literal["first", "last"]:
         return self._parameters.collector_rank
@@ -161,7 +162,7 @@ class Jungfrau1MZmqDataEventHandler:
         if self._simulator is not None:
             status["frames_expected"] = self._parameters.simulator.frames
         if self._assembler is not None:
-            if self._assembler.poll() is not None:
+            if self._assembler.poll() is not None and not self._source_stopped:
                 raise RuntimeError(f"the frame assembler exited with code {self._assembler.poll()}")
             self._read_assembler_stats()
             counts = self._assembly.get("acquisition") or {}
@@ -196,15 +197,16 @@ class Jungfrau1MZmqDataEventHandler:
                 "assembler_acquisitions": acquisitions}
 
     def stop_event_source(self) -> bool:
-        """The simulator stops (its end messages follow its last frame, through the assembler if
-        there is one); else our assembler closes its acquisition and sends what it holds."""
-        if self._simulator is not None and self._simulator.poll() is None:
-            self._simulator.terminate()
-            return True
-        if self._assembler is not None and self._assembler.poll() is None:
-            self._assembler.process.terminate()
-            return True
-        return False
+        """The simulator stops (its end messages follow its last frame); our assembler reads the
+        streams' last messages, closes its acquisition, gives the frames it holds its
+        ``stop_timeout_s`` to go out (the rest counted as ``stop``) and sends the end message."""
+        self._source_stopped = True
+        stopping = False
+        for process in (self._simulator, self._assembler and self._assembler.process):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                stopping = True
+        return stopping
 
     def end_event_handling_on_collecting_node(self, *, node_rank: int, node_pool_size: int) -> dict[str, Any]:
         """Stop what this node started; report the simulator's truth and the assembler's accounting."""

@@ -85,6 +85,7 @@ class Assembler:
         self._push: zmq.Socket | None = None
         self._stats: zmq.Socket | None = None
         self._last_report = (time.monotonic(), 0)
+        self._next_report = float("inf")
 
     def __enter__(self) -> Assembler:
         self.open()
@@ -161,21 +162,34 @@ class Assembler:
             raise RuntimeError("Assembler.run before open() (use it as a context manager)")
         poller = zmq.Poller()
         interval = self._parameters.status_interval_s
-        next_report = time.monotonic() + interval if interval else float("inf")
-        now = time.monotonic()
+        self._next_report = time.monotonic() + interval if interval else float("inf")
         while not (self._finished or should_stop()):
-            self._watch(poller)
-            ready = dict(poller.poll(self._wait_ms(next_report)))
-            now = time.monotonic()
-            for stream, socket in enumerate(self._streams):
-                if socket in ready:
-                    self._read(socket, stream, now)
-            self._matcher.expire(now)
-            self._flush()
-            if now >= next_report:
-                self._report(now)
-                next_report = now + interval
+            self._step(poller)
+        if not self._finished:
+            self._read_what_is_left(poller)
         self._shut_down()
+
+    def _step(self, poller: zmq.Poller) -> None:
+        """One turn of the loop: read what is ready, resolve what is due, hand frames on, report."""
+        self._watch(poller)
+        ready = dict(poller.poll(self._wait_ms(self._next_report)))
+        now = time.monotonic()
+        for stream, socket in enumerate(self._streams):
+            if socket in ready:
+                self._read(socket, stream, now)
+        self._matcher.expire(now)
+        self._flush()
+        if now >= self._next_report:
+            self._report(now)
+            self._next_report = now + self._parameters.status_interval_s
+
+    def _read_what_is_left(self, poller: zmq.Poller) -> None:
+        """Stopped during an acquisition: the streams get ``part_timeout_s`` more to end it, so that
+        a sender stopped just before (the simulator, a detector stop) has its last frames and its
+        end messages read, and counted, rather than left in the sockets."""
+        deadline = time.monotonic() + self._parameters.part_timeout_s
+        while self._matcher.current is not None and time.monotonic() < deadline:
+            self._step(poller)
 
     def _watch(self, poller: zmq.Poller) -> None:
         """Poll the streams worth reading now, and the workers' socket while frames wait."""
