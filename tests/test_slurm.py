@@ -152,11 +152,8 @@ def test_scancel_ends_every_task_in_order_with_a_summary_before_sigkill(cancelle
     assert cancelled.ended_s < KILL_WAIT_S, f"the tasks took {cancelled.ended_s:.1f} s to end after scancel"
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "SLURM signals every process of the step, the assembler and simulator the monitor started included: "
-    "the assembler's own SIGTERM ends it before the frames in flight reach it (unaccounted), and the "
-    "collector reports its exit as an error (exit 1); under mpirun only the ranks get the signal"))
 def test_scancel_accounts_for_every_frame_and_ends_without_an_error(cancelled):
+    """Unlike mpirun, SLURM signals every process of the step: the assembler and simulator the monitor started too."""
     assert_balanced(cancelled.summary)
     assert cancelled.summary["errors"] == [], cancelled.log
 
