@@ -11,6 +11,7 @@ __all__ = [
     "ConfigurationError",
     "DataExtractionError",
     "WireFormatError",
+    "LaunchError",
 ]
 
 
@@ -32,3 +33,9 @@ class DataExtractionError(MonitorError):
 
 class WireFormatError(DataExtractionError):
     """A ZMQ message does not have the shape the protocol documents (message part named)."""
+
+
+class LaunchError(MonitorError):
+    """The launcher and the MPI library do not match, or the run has one rank (message names the fix)."""
+
+    exit_code = 2
