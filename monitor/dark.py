@@ -11,6 +11,8 @@ report; per pixel and stage it accumulates the ADC mean and spread, until
 It writes what :mod:`sources.calibration` reads:
 
 * ``pedestal_m{i}.npy``: float32 (3, 512, 1024), ADC mean per gain stage, per module;
+* ``noise_m{i}.npy``: float32 (3, 512, 1024), ADC standard deviation per gain
+  stage, per module: the noise map peakfinder8's thresholds are in units of;
 * ``bad_pixels.npy``: bool (rows, 1024), True = bad;
 * ``bad_pixels.h5``: the same mask for CrystFEL, ``/mask`` uint16 (rows, 1024),
   1 = bad, named in a geometry by ``mask_file = bad_pixels.h5``, ``mask = /mask``,
@@ -223,13 +225,15 @@ def write_crystfel_mask(path: Path, bad_pixels: np.ndarray) -> None:
 
 
 def write_dark_files(folder: Path, result: DarkResult) -> dict[str, Any]:
-    """Write pedestal, bad-pixel and summary files; return the calibration file keys that name them."""
+    """Write pedestal, noise, bad-pixel and summary files; return the calibration file keys that name them."""
     folder.mkdir(parents=True, exist_ok=True)
-    pedestal_files = []
+    pedestal_files, noise_files = [], []
     for module in range(result.pedestal.shape[1] // MODULE_ROWS):
-        path = folder / f"pedestal_m{module}.npy"
-        np.save(path, result.pedestal[:, module * MODULE_ROWS : (module + 1) * MODULE_ROWS])
-        pedestal_files.append(str(path))
+        rows = slice(module * MODULE_ROWS, (module + 1) * MODULE_ROWS)
+        for name, maps, paths in (("pedestal", result.pedestal, pedestal_files), ("noise", result.noise, noise_files)):
+            path = folder / f"{name}_m{module}.npy"
+            np.save(path, maps[:, rows])
+            paths.append(str(path))
     mask_file = folder / "bad_pixels.npy"
     np.save(mask_file, result.bad_pixels)
     write_crystfel_mask(folder / CRYSTFEL_MASK_FILE, result.bad_pixels)
@@ -243,7 +247,8 @@ def write_dark_files(folder: Path, result: DarkResult) -> dict[str, Any]:
         "bad_pixels_total": int(result.bad_pixels.sum()),
     }
     (folder / "dark_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return {"pedestal_files": pedestal_files, "mask_file": str(mask_file), "summary": summary}
+    return {"pedestal_files": pedestal_files, "noise_files": noise_files, "mask_file": str(mask_file),
+            "summary": summary}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -281,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"dark run recorded in {time.monotonic() - started:.1f} s: {json.dumps(written['summary'])}")
     print("calibration:")
     print(f"  pedestal_files: {json.dumps(written['pedestal_files'])}")
+    print(f"  noise_files: {json.dumps(written['noise_files'])}")
     print(f"  mask_file: {written['mask_file']}")
     return 0
 

@@ -19,6 +19,10 @@ rows ``512*i .. 512*i+511``):
   G0, G1, G2, HG0, HG1, HG2 in ADU/keV (``high_gain`` picks the last three);
 * pedestal: ``.npy``, float (3, 512, 1024), ADU per gain stage, as written by
   ``python -m monitor.dark``;
+* noise (optional): ``.npy``, float (3, 512, 1024), each pixel's dark noise
+  (ADU, standard deviation) per gain stage, written beside the pedestals by
+  ``python -m monitor.dark``: :attr:`JungfrauCalibration.noise_photons` turns it
+  into photons, and peakfinder8 sets its thresholds in units of it;
 * bad-pixel mask (optional, whole detector): ``.npy`` (rows, 1024), nonzero = bad.
 """
 
@@ -49,6 +53,9 @@ class CalibrationParameters(BaseModel):
 
     gain_files: list[Path] = Field(min_length=1, description="PSI gain file per module, in module order")
     pedestal_files: list[Path] = Field(min_length=1, description="pedestal .npy per module, in module order")
+    noise_files: list[Path] | None = Field(
+        default=None, description="dark-noise .npy per module, in module order (peakfinder8's thresholds use it)"
+    )
     mask_file: Path | None = Field(default=None, description="bad-pixel mask .npy for the whole detector")
     photon_energy_kev: PositiveFloat
     high_gain: bool = Field(default=False, description="use HG0, HG1, HG2 (detector run in high-gain G0)")
@@ -70,14 +77,14 @@ def read_gain_file(path: Path, *, high_gain: bool) -> np.ndarray:
     return maps[3:] if high_gain else maps[:3]
 
 
-def read_pedestal_file(path: Path) -> np.ndarray:
-    """One module's pedestals (3, 512, 1024), ADU per gain stage, from a ``.npy`` file."""
+def read_pedestal_file(path: Path, *, what: str = "pedestal") -> np.ndarray:
+    """One module's pedestals (or, ``what="noise"``, dark noise): (3, 512, 1024), ADU per gain stage, from ``.npy``."""
     try:
         pedestal = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:
-        raise ConfigurationError(f"cannot read pedestal file {path}: {error}") from error
+        raise ConfigurationError(f"cannot read {what} file {path}: {error}") from error
     if pedestal.shape != (3, *MODULE_SHAPE):
-        raise ConfigurationError(f"pedestal file {path} has shape {pedestal.shape}, expected (3, 512, 1024)")
+        raise ConfigurationError(f"{what} file {path} has shape {pedestal.shape}, expected (3, 512, 1024)")
     return pedestal
 
 
@@ -149,19 +156,29 @@ class JungfrauCalibration:
                 f"calibration needs one gain and one pedestal file per module: got "
                 f"{len(parameters.gain_files)} gain and {len(parameters.pedestal_files)} pedestal files"
             )
+        if parameters.noise_files is not None and len(parameters.noise_files) != len(parameters.gain_files):
+            raise ConfigurationError(
+                f"calibration needs one noise file per module: got {len(parameters.noise_files)} noise files "
+                f"for {len(parameters.gain_files)} modules"
+            )
         n_modules = len(parameters.gain_files)
         shape = (n_modules * MODULE_SHAPE[0], MODULE_SHAPE[1])
         gain = np.concatenate(
             [read_gain_file(path, high_gain=parameters.high_gain) for path in parameters.gain_files], axis=1
         )
         pedestal = np.concatenate([read_pedestal_file(path) for path in parameters.pedestal_files], axis=1)
-        self._setup(pedestal, gain * parameters.photon_energy_kev, _read_mask(parameters.mask_file, shape))
+        noise = None
+        if parameters.noise_files is not None:
+            noise = np.concatenate([read_pedestal_file(path, what="noise") for path in parameters.noise_files], axis=1)
+        self._setup(pedestal, gain * parameters.photon_energy_kev, _read_mask(parameters.mask_file, shape), noise)
 
     @classmethod
     def from_maps(
-        cls, *, pedestal: np.ndarray, gain: np.ndarray, photon_energy_kev: float, bad_pixels: np.ndarray | None = None
+        cls, *, pedestal: np.ndarray, gain: np.ndarray, photon_energy_kev: float, bad_pixels: np.ndarray | None = None,
+        noise: np.ndarray | None = None,
     ) -> JungfrauCalibration:
-        """From maps in memory: pedestal (ADU) and gain (ADU/keV), both (3, rows, 1024); bad_pixels True = bad.
+        """From maps in memory: pedestal (ADU), gain (ADU/keV) and optional dark noise (ADU), all
+        (3, rows, 1024); bad_pixels True = bad.
 
         For maps that never were files, such as a simulated detector's truth.
         """
@@ -170,7 +187,9 @@ class JungfrauCalibration:
         shape = pedestal.shape[1:]
         self = cls.__new__(cls)
         bad = np.zeros(shape, dtype=np.bool_) if bad_pixels is None else np.asarray(bad_pixels, dtype=np.bool_)
-        self._setup(pedestal, gain * photon_energy_kev, bad)
+        if noise is not None and noise.shape != pedestal.shape:
+            raise ValueError(f"noise {noise.shape} must have the pedestal's shape {pedestal.shape}")
+        self._setup(pedestal, gain * photon_energy_kev, bad, noise)
         return self
 
     @classmethod
@@ -185,8 +204,11 @@ class JungfrauCalibration:
         self._setup(np.zeros((3, *shape)), np.ones((3, *shape)), np.zeros(shape, dtype=np.bool_))
         return self
 
-    def _setup(self, pedestal: np.ndarray, adu_per_photon: np.ndarray, bad_pixels: np.ndarray) -> None:
-        """Keep the maps in the form the kernel reads: float32 pedestal, and 1/gain with 0 for bad pixels."""
+    def _setup(
+        self, pedestal: np.ndarray, adu_per_photon: np.ndarray, bad_pixels: np.ndarray, noise: np.ndarray | None = None
+    ) -> None:
+        """Keep the maps in the form the kernel reads: float32 pedestal, and 1/gain with 0 for bad pixels;
+        the G0 noise in photons beside them."""
         self.shape = bad_pixels.shape
         self.pedestal = np.ascontiguousarray(pedestal, dtype=np.float32)
         self.bad_pixels = bad_pixels
@@ -194,6 +216,10 @@ class JungfrauCalibration:
             scale = 1.0 / adu_per_photon
         unusable = ~np.isfinite(scale) | bad_pixels[None]
         self._scale = np.where(unusable, 0.0, scale).astype(np.float32)
+        self.noise_photons = None if noise is None else (np.abs(noise[0]) * self._scale[0]).astype(np.float32)
+        """Each pixel's dark noise in G0, in photons (0 for bad pixels), or None when no noise map was given.
+
+        G0 is where weak signals live: a pixel switches gain only well above 20 photons."""
         self._photons = np.zeros(self.shape, dtype=np.float32)
         self._valid = np.zeros(self.shape, dtype=np.bool_)
         self.n_invalid = 0

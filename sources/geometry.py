@@ -91,12 +91,16 @@ class DetectorGeometry:
     (pixel centres, lab) and ``radius`` (distance from the beam).
     """
 
-    def __init__(self, panels: list[_Panel], *, pixel_size_m: float, clen_m: float | None) -> None:
+    def __init__(
+        self, panels: list[_Panel], *, pixel_size_m: float, clen_m: float | None, photon_energy_kev: float | None = None
+    ) -> None:
         if not panels:
             raise ConfigurationError("geometry has no panels")
         self._panels = panels
         self.pixel_size_m = pixel_size_m
         self.clen_m = clen_m
+        self.photon_energy_kev = photon_energy_kev
+        """The file's ``photon_energy`` (keV), None when it names none or takes it from the data."""
         self.frame_shape = (max(p.max_ss for p in panels) + 1, max(p.max_fs for p in panels) + 1)
         self.panel_index = np.full(self.frame_shape, -1, dtype=np.int16)
         """Panel number of each raw pixel, -1 where no panel covers it."""
@@ -127,7 +131,8 @@ class DetectorGeometry:
     def from_crystfel(cls, path: Path | str) -> DetectorGeometry:
         """Read a CrystFEL ``.geom`` file (panels, ``res``, ``clen``)."""
         try:
-            parsed = load_crystfel_geometry(str(path)).detector
+            geometry = load_crystfel_geometry(str(path))
+            parsed = geometry.detector
         except (OSError, RuntimeError, ValueError, KeyError) as error:
             raise ConfigurationError(f"cannot read CrystFEL geometry {path}: {error}") from error
         panels = [
@@ -147,8 +152,10 @@ class DetectorGeometry:
         if len(resolutions) != 1:
             raise ConfigurationError(f"geometry {path}: panels with different pixel sizes are not supported")
         clen = next(iter(parsed["panels"].values()))["clen"]
+        energy_ev = geometry.beam["photon_energy"] * geometry.beam["photon_energy_scale"]
         return cls(
-            panels, pixel_size_m=1.0 / resolutions.pop(), clen_m=float(clen) if isinstance(clen, float) else None
+            panels, pixel_size_m=1.0 / resolutions.pop(), clen_m=float(clen) if isinstance(clen, float) else None,
+            photon_energy_kev=energy_ev / 1000 if energy_ev > 0 and not geometry.beam["photon_energy_from"] else None,
         )
 
     def assemble(self, frame: np.ndarray, *, fill: float = np.nan, out: np.ndarray | None = None) -> np.ndarray:

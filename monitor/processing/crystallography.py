@@ -10,19 +10,28 @@ What a worker sends (:class:`ProcessedEvent`), the contract outputs rely on:
 
 * ``values``: ``event_id`` (int), ``timestamp`` (float), ``is_hit`` (bool),
   ``n_peaks`` (int, found, even beyond those sent), ``n_saturated`` (int,
-  pixels reading ``0xC000``), ``frame_mean`` (float, mean of valid pixels);
+  pixels reading ``0xC000``), ``frame_mean`` (float, mean of valid pixels),
+  ``d_min`` (float, A: the resolution per hit, see :mod:`monitor.processing.science`;
+  None for non-hits and without a detector distance in the geometry);
+  with the simulator's truth (``calibration: {simulator_seed: ...}``) also
+  ``true_d_min`` (float or None);
 * ``arrays``: ``peak_x``, ``peak_y`` (float32, raw-frame pixels, x = column,
   y = row, pixel centres at integers), ``peak_intensity``, ``peak_snr``
   (float32), ``radial_profile`` (float32, background per ``radial_bin_px``-wide
   ring from the beam: the clipped radial mean of peakfinder8), and ``frame``
   (float32 calibrated 1024 x 1024) for hits and every ``non_hit_frame_interval``-th
   non-hit of a worker, when ``send_hit_frames``, with ``valid`` beside it (bool,
-  True = a valid reading: the hit files' mask; invalid pixels read 0 photons).
+  True = a valid reading: the hit files' mask; invalid pixels read 0 photons);
+  with the simulator's truth also ``truth_counts`` (int64,
+  :meth:`TruthComparison.frame_counts`).
 
 Collector side: hit rate (over the last ``hit_rate_window`` frames and since
 the start), saturation rate (frames with a saturated pixel), virtual powder
 pattern (peak counts per raw pixel), mean radial profile of hits and of
-non-hits, peakogram (peak radius vs log10 intensity), latest hit with its peaks.
+non-hits, peakogram (peak radius vs log10 intensity), latest hit with its peaks,
+d_min per hit (median, and a histogram), peaks per resolution shell, and the
+science figures against the simulator's truth (recall and precision per photon
+and SNR bin, hit-rate error, d_min error) when it is the source.
 """
 
 from __future__ import annotations
@@ -33,12 +42,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
 
 from monitor.errors import DataExtractionError
-from monitor.processing.peakfinder8 import PeakFinder8, PeakFinder8Parameters
+from monitor.processing.peakfinder8 import PeakFinder8, PeakFinder8Parameters, PeakList
 from monitor.processing.protocol import ProcessedEvent, Scalar, warm_up_frames
+from monitor.processing.science import RESOLUTION_SHELLS_A, TruthComparison, d_spacing, resolution_limit
 from monitor.simulation import SimulatedJungfrau1M
+from monitor.simulation.detector import SIMULATED_PHOTON_ENERGY_KEV
+from monitor.simulation.crystal import CRYSTAL_SETTINGS
 from sources.calibration import CalibrationParameters, JungfrauCalibration
 from sources.geometry import DetectorGeometry, default_geometry_path
 from sources.jungfrau1m import raw_frame
@@ -56,6 +68,24 @@ class SimulatedCalibration(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     simulator_seed: int = Field(default=0, description="must be the simulator's seed: it draws the maps")
+    crystal: str = Field(default="medium", description="the simulator's crystal setting: weak, medium or strong")
+    hit_fraction: float = Field(default=0.25, ge=0, le=1, description="the simulator's hit fraction")
+    compare_with_truth: bool = Field(
+        default=True, description="recall, precision and hit-rate error against the simulator's truth"
+    )
+
+    @field_validator("crystal")
+    @classmethod
+    def _known_setting(cls, crystal: str) -> str:
+        if crystal not in CRYSTAL_SETTINGS:
+            raise ValueError(f"unknown crystal setting {crystal!r}: use one of {', '.join(CRYSTAL_SETTINGS)}")
+        return crystal
+
+    def detector(self) -> SimulatedJungfrau1M:
+        """The simulated detector's maps and truth (no frames)."""
+        return SimulatedJungfrau1M(
+            seed=self.simulator_seed, crystal=self.crystal, hit_fraction=self.hit_fraction, pool_size=0
+        )
 
 
 class CrystallographyParameters(BaseModel):
@@ -68,6 +98,9 @@ class CrystallographyParameters(BaseModel):
         default=None, description="calibration files, or the simulator's maps; leave out to work on ADC values"
     )
     geometry_file: Path | None = Field(default=None, description="CrystFEL .geom; the shipped JUNGFRAU 1M if absent")
+    photon_energy_kev: PositiveFloat | None = Field(
+        default=None, description="for d_min; default: the calibration's, else the geometry's photon_energy"
+    )
     peakfinder8: PeakFinder8Parameters = PeakFinder8Parameters()
     min_num_peaks_for_hit: NonNegativeInt = 10
     max_num_peaks_for_hit: NonNegativeInt = 2000
@@ -102,7 +135,8 @@ class CrystallographyPipeline:
         self._geometry = self._load_geometry()
         n_modules = self._geometry.frame_shape[0] // 512
         self._calibration = self._make_calibration(n_modules)
-        self._finder = PeakFinder8(p.peakfinder8, radius=self._geometry.radius)
+        self._d_map = self._resolution_map()
+        self._finder = PeakFinder8(p.peakfinder8, radius=self._geometry.radius, noise=self._calibration.noise_photons)
         self._bin_pixels = np.bincount(self._finder.bins.ravel()).astype(np.float64)
         self._ring = np.arange(self._bin_pixels.size) // p.radial_bin_px
         self._ring_pixels = np.bincount(self._ring, weights=self._bin_pixels)
@@ -112,15 +146,36 @@ class CrystallographyPipeline:
                               data={"detector_data": frame, "event_id": -1, "timestamp": 0.0})
         self._non_hits = 0
 
+    def _resolution_map(self) -> np.ndarray | None:
+        """d-spacing (A) of each raw pixel, or None without a detector distance or photon energy.
+
+        The photon energy is ``photon_energy_kev``, else the calibration's, else the geometry file's.
+        """
+        p, geometry = self.parameters, self._geometry
+        calibration_energy = (
+            p.calibration.photon_energy_kev if isinstance(p.calibration, CalibrationParameters)
+            else SIMULATED_PHOTON_ENERGY_KEV if isinstance(p.calibration, SimulatedCalibration) else None
+        )
+        energy = p.photon_energy_kev or calibration_energy or geometry.photon_energy_kev
+        if energy is None or geometry.clen_m is None:
+            return None
+        distance_px = geometry.clen_m / geometry.pixel_size_m
+        return d_spacing(geometry.radius, distance_px=distance_px, wavelength_a=12.398419843320026 / energy).astype(
+            np.float32
+        )
+
     def _make_calibration(self, n_modules: int) -> JungfrauCalibration:
         calibration = self.parameters.calibration
+        self._truth = None
         if calibration is None:
             return JungfrauCalibration.adc_only(n_modules=n_modules)
         if isinstance(calibration, SimulatedCalibration):
-            detector = SimulatedJungfrau1M(seed=calibration.simulator_seed, pool_size=0)
+            detector = calibration.detector()
+            if calibration.compare_with_truth:
+                self._truth = detector
             return JungfrauCalibration.from_maps(
                 pedestal=detector.pedestal, gain=detector.gain, photon_energy_kev=detector.photon_energy_kev,
-                bad_pixels=detector.bad_pixel_mask,
+                bad_pixels=detector.bad_pixel_mask, noise=detector.noise,
             )
         return JungfrauCalibration(calibration)
 
@@ -134,6 +189,7 @@ class CrystallographyPipeline:
         peaks = self._finder.find(photons, valid)
         is_hit = p.min_num_peaks_for_hit <= peaks.n_found <= p.max_num_peaks_for_hit
         n_valid = photons.size - self._calibration.n_invalid
+        d_min = self._d_min(peaks) if is_hit else None
         arrays = {
             "peak_x": peaks.x,
             "peak_y": peaks.y,
@@ -152,9 +208,29 @@ class CrystallographyPipeline:
                 "n_peaks": int(peaks.n_found),
                 "n_saturated": int(self._calibration.n_saturated),
                 "frame_mean": self._calibration.photon_sum / n_valid if n_valid else math.nan,
+                "d_min": d_min,
+                **self._compare_with_truth(int(data["event_id"]), peaks, is_hit, arrays),
             },
             arrays=arrays,
         )
+
+    def _d_min(self, peaks: PeakList) -> float | None:
+        if self._d_map is None or not len(peaks.x):
+            return None
+        rows = np.clip(np.rint(peaks.y).astype(np.intp), 0, self._d_map.shape[0] - 1)
+        cols = np.clip(np.rint(peaks.x).astype(np.intp), 0, self._d_map.shape[1] - 1)
+        return resolution_limit(self._d_map[rows, cols])
+
+    def _compare_with_truth(
+        self, event_id: int, peaks: PeakList, is_hit: bool, arrays: dict[str, np.ndarray]
+    ) -> dict[str, Any]:
+        """With the simulator's truth: this frame's counts (into ``arrays``) and the true d_min."""
+        if self._truth is None or event_id < 0:
+            return {}
+        truth = self._truth.truth(event_id)
+        arrays["truth_counts"] = TruthComparison.frame_counts(peaks.y, peaks.x, is_hit, truth)
+        true_d_min = TruthComparison.true_d_min(truth) if truth.is_hit else math.nan
+        return {"true_d_min": true_d_min if math.isfinite(true_d_min) else None}
 
     def _frame_wanted(self, is_hit: bool) -> bool:
         if is_hit:

@@ -5,10 +5,11 @@ The method, on a calibrated frame with its validity mask and a radius map:
 1. **Radial statistics.** Pixels are binned by ``rint(radius)``.  Per bin, the
    mean and standard deviation of the valid pixels are computed, then
    recomputed ``iterations`` times from only the pixels inside
-   ``(mean - min_snr*sigma, max(adc_threshold, mean + min_snr*sigma))``: an
+   ``(mean - min_snr*sigma, max(floor, mean + min_snr*sigma))``: an
    iterative sigma clipping that leaves Bragg peaks out of the background.
-   The upper bound of the last iteration is each bin's threshold.
-2. **Peak growth.** Every valid pixel above its bin's threshold seeds a region
+   A pixel's threshold is the upper bound of the last iteration in its bin,
+   or its own *floor* where that is higher (see below).
+2. **Peak growth.** Every valid pixel above its threshold seeds a region
    that grows through its 8 neighbours above their thresholds, without leaving
    its asic (module).  Regions outside ``[min_pixel_count, max_pixel_count]``
    are dropped.
@@ -19,6 +20,17 @@ The method, on a calibrated frame with its validity mask and a radius map:
    centre of mass weighted by pixel values; SNR = intensity / local sigma.
    A peak needs SNR >= ``min_snr`` and a maximum above the brightest
    background pixel.
+
+**The floor** (OM's and Cheetah's ``adc_threshold``) is, by default, in units
+of the detector's noise: ``noise_threshold`` times each pixel's noise (in the
+frame's units: photons when calibrated; from the dark run's noise map), or
+``fallback_threshold`` where no noise map is known.  On JUNGFRAU the noise is
+a few percent of a photon, so the floor lets single photons through where the
+background is near zero, and the radial statistics decide elsewhere: weak
+reflections of a few photons are found, and ``min_pixel_count`` 2 with the SNR
+cut keeps lone background photons out.  An absolute ``adc_threshold`` replaces
+the floor everywhere.  (The earlier absolute default of 2.5 photons missed every
+spot under 10 photons.)
 
 Peak positions are raw-frame pixel coordinates with pixel centres at integers
 (``x`` = column, ``y`` = row).
@@ -32,8 +44,9 @@ Two deliberate differences, for speed, neither changing the result's meaning:
   of the classic's, elsewhere they agree to 1 %).  A full pass costs
   1.5-2 ms here (scattering into radial bins is latency-bound): five of them
   would take the whole budget.  ``statistics_row_step=1`` gives the classic method.
-* the last pass also lists the pixels above ``adc_threshold`` (no threshold
-  is lower), and only those are tried as seeds, instead of a scan of the frame.
+* the last pass also lists the pixels above their floor (no threshold is
+  lower), and only those are tried as seeds, instead of a scan of the frame
+  (unless the list overflows).
 """
 
 from __future__ import annotations
@@ -52,12 +65,23 @@ class PeakFinder8Parameters(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    adc_threshold: float = Field(
-        default=2.5, description="lowest threshold a radial bin may have (2.5: a pixel needs 3 photons)"
+    adc_threshold: float | None = Field(
+        default=None, description="absolute floor of every pixel's threshold (frame units); null: from the noise"
+    )
+    noise_threshold: NonNegativeFloat = Field(
+        default=5.0, description="floor of a pixel's threshold in units of its noise, where the noise map is known"
+    )
+    fallback_threshold: NonNegativeFloat = Field(
+        default=0.5, description="floor where no noise map is known (frame units: half a photon)"
     )
     minimum_snr: NonNegativeFloat = Field(default=6.0, description="clipping width and peak SNR cut")
-    min_pixel_count: PositiveInt = 3
-    max_pixel_count: PositiveInt = 200
+    min_pixel_count: PositiveInt = Field(default=2, description="fewest pixels above threshold in a peak")
+    max_pixel_count: PositiveInt = Field(default=200, description="most pixels above threshold in a peak")
+    min_peak_intensity: NonNegativeFloat = Field(
+        default=4.5,
+        description="fewest integrated photons (frame units) in a peak: chance clusters of lone background photons "
+        "stay out",
+    )
     local_bg_radius: PositiveInt = Field(default=3, description="local background within twice this, pixels")
     min_res: NonNegativeFloat = Field(default=0.0, description="inner radius limit, pixels")
     max_res: NonNegativeFloat = Field(default=10000.0, description="outer radius limit, pixels")
@@ -98,14 +122,14 @@ modulo 4 breaks the read-modify-write chain that otherwise makes the pass latenc
 @numba.njit(cache=True, nogil=True)
 def _accumulate(
     data: np.ndarray, mask: np.ndarray, bins: np.ndarray, window: np.ndarray, row_step: int, acc: np.ndarray,
-    seed_floor: float, seeds: np.ndarray,
+    floor: np.ndarray, seeds: np.ndarray,
 ) -> int:
     """Per radial bin: sum, sum of squares and count of the valid pixels inside ``window``.
 
-    Also lists, in raster order, the valid pixels above ``seed_floor`` (the
-    ADC threshold, which no bin threshold is below): the only pixels that can
-    seed a peak.  Returns how many there were (``seeds`` may be too short;
-    then the search scans the frame).
+    Also lists, in raster order, the valid pixels above their ``floor`` (no
+    threshold is lower): the only pixels that can seed a peak.
+    Returns how many there were (``seeds`` may be too short; then the search
+    scans the frame).
     """
     acc[:] = 0.0
     rows, cols = data.shape
@@ -123,7 +147,7 @@ def _accumulate(
                     acc[k, b, 0] += v
                     acc[k, b, 1] += v * v
                     acc[k, b, 2] += 1.0
-                if capacity and v > seed_floor:
+                if capacity and v > floor[i, j]:
                     if n_seeds < capacity:
                         seeds[n_seeds] = i * cols + j
                     n_seeds += 1
@@ -132,7 +156,7 @@ def _accumulate(
 
 @numba.njit(cache=True, nogil=True)
 def _update_thresholds(
-    acc: np.ndarray, min_snr: float, adc_threshold: float, in_range: np.ndarray, offset: np.ndarray,
+    acc: np.ndarray, min_snr: float, bin_floor: np.ndarray, in_range: np.ndarray, offset: np.ndarray,
     sigma: np.ndarray, window: np.ndarray,
 ) -> None:
     """Clipped mean/sigma per bin and the next clipping window; bins out of range never pass."""
@@ -156,7 +180,7 @@ def _update_thresholds(
             offset[b] = mean
             sigma[b] = spread
             window[b, 0] = mean - min_snr * spread
-            window[b, 1] = max(mean + min_snr * spread, adc_threshold)
+            window[b, 1] = max(mean + min_snr * spread, bin_floor[b])
         if not in_range[b]:
             window[b, 1] = np.inf
 
@@ -164,14 +188,15 @@ def _update_thresholds(
 @numba.njit(cache=True, nogil=True)
 def _search(
     data: np.ndarray, mask: np.ndarray, bins: np.ndarray, window: np.ndarray, offset: np.ndarray,
-    seeds: np.ndarray, n_seeds: int, asic_rows: int, asic_cols: int, min_pix: int, max_pix: int,
-    bg_radius: int, min_snr: float, in_peak: np.ndarray, queue: np.ndarray, touched: np.ndarray,
+    floor: np.ndarray, seeds: np.ndarray, n_seeds: int, asic_rows: int, asic_cols: int, min_pix: int, max_pix: int,
+    bg_radius: int, min_snr: float, min_intensity: float, in_peak: np.ndarray, queue: np.ndarray, touched: np.ndarray,
     out_x: np.ndarray, out_y: np.ndarray, out_i: np.ndarray, out_max: np.ndarray, out_snr: np.ndarray,
     out_npix: np.ndarray,
 ) -> int:
     """Grow regions above threshold, measure local background, keep peaks; return how many were found.
 
-    Seeds are the listed pixels, or every pixel when the list overflowed.
+    Seeds are the listed pixels, or every pixel when the list overflowed.  A pixel is above
+    threshold when it exceeds both its bin's threshold and its own floor.
     """
     rows, cols = data.shape
     upper = window[:, 1]
@@ -183,7 +208,7 @@ def _search(
         seed = s if scan_all else seeds[s]
         i0 = seed // cols
         j0 = seed % cols
-        if in_peak[i0, j0] or not mask[i0, j0] or not data[i0, j0] > upper[bins[i0, j0]]:
+        if in_peak[i0, j0] or not mask[i0, j0] or not data[i0, j0] > max(upper[bins[i0, j0]], floor[i0, j0]):
             continue
         asic_r0 = (i0 // asic_rows) * asic_rows
         asic_c0 = (j0 // asic_cols) * asic_cols
@@ -213,7 +238,7 @@ def _search(
                     cc = c + dc
                     if cc < asic_c0 or cc >= asic_c0 + asic_cols or in_peak[rr, cc]:
                         continue
-                    if mask[rr, cc] and data[rr, cc] > upper[bins[rr, cc]]:
+                    if mask[rr, cc] and data[rr, cc] > max(upper[bins[rr, cc]], floor[rr, cc]):
                         in_peak[rr, cc] = 1
                         queue[n] = rr * cols + cc
                         touched[n_touched] = rr * cols + cc
@@ -236,7 +261,7 @@ def _search(
                 if cc < asic_c0 or cc >= asic_c0 + asic_cols or dr * dr + dc * dc > ring * ring:
                     continue
                 v = data[rr, cc]
-                if mask[rr, cc] and not in_peak[rr, cc] and v < upper[bins[rr, cc]]:
+                if mask[rr, cc] and not in_peak[rr, cc] and v < max(upper[bins[rr, cc]], floor[rr, cc]):
                     bg_n += 1
                     bg_sum += v
                     bg_sq += v * v
@@ -266,7 +291,7 @@ def _search(
         if abs(raw_total) < 1e-10:
             continue
         snr = total / local_sigma if local_sigma > 1e-10 else 0.0
-        if snr < min_snr or peak_max < bg_max - local_offset:
+        if snr < min_snr or total < min_intensity or peak_max < bg_max - local_offset:
             continue
         y = sum_r / abs(raw_total)
         x = sum_c / abs(raw_total)
@@ -290,10 +315,15 @@ class PeakFinder8:
     """peakfinder8 on frames of one detector layout; buffers are allocated once.
 
     ``radius`` is the distance of each pixel from the beam in pixels (e.g.
-    :attr:`sources.geometry.DetectorGeometry.radius`).
+    :attr:`sources.geometry.DetectorGeometry.radius`); ``noise``, when known,
+    each pixel's noise in the frame's units (e.g.
+    :attr:`sources.calibration.JungfrauCalibration.noise_photons`): it sets
+    the threshold floor unless ``adc_threshold`` is given.
     """
 
-    def __init__(self, parameters: PeakFinder8Parameters, *, radius: np.ndarray) -> None:
+    def __init__(
+        self, parameters: PeakFinder8Parameters, *, radius: np.ndarray, noise: np.ndarray | None = None
+    ) -> None:
         if radius.ndim != 2:
             raise ValueError(f"radius map must be 2-D, got shape {radius.shape}")
         if radius.shape[0] % parameters.asic_shape[0] or radius.shape[1] % parameters.asic_shape[1]:
@@ -302,15 +332,23 @@ class PeakFinder8:
         self.shape = radius.shape
         if not 0 <= radius.min() and radius.max() < 65535:
             raise ValueError("radius map must lie in [0, 65535) pixels")
+        if noise is not None and noise.shape != radius.shape:
+            raise ValueError(f"noise map has shape {noise.shape}, the radius map {radius.shape}")
         self.bins = np.rint(radius).astype(np.uint16)
         n_bins = int(self.bins.max()) + 1
+        self.floor = self._floor(parameters, noise, radius.shape)
+        """Each pixel's threshold floor (frame units): see the module docstring."""
+        self._bin_floor = np.full(n_bins, np.inf, dtype=np.float32)
+        positive = self.floor.ravel() > 0  # a dead pixel's noise (0) does not lower its bin's floor
+        np.minimum.at(self._bin_floor, self.bins.ravel()[positive], self.floor.ravel()[positive])
+        self._bin_floor[~np.isfinite(self._bin_floor)] = 0.0
         centres = np.arange(n_bins)
         self._in_range = (centres >= parameters.min_res) & (centres < parameters.max_res)
         self._acc = np.zeros((_COPIES, n_bins, 3), dtype=np.float64)
         self._offset = np.zeros(n_bins, dtype=np.float32)
         self._sigma = np.zeros(n_bins, dtype=np.float32)
         self._window = np.zeros((n_bins, 2), dtype=np.float32)
-        self._seeds = np.empty(min(radius.size, 1 << 16), dtype=np.int64)
+        self._seeds = np.empty(min(radius.size, 1 << 18), dtype=np.int64)
         self._no_seeds = np.empty(0, dtype=np.int64)
         self._in_peak = np.zeros(self.shape, dtype=np.uint8)
         self._queue = np.empty(radius.size, dtype=np.int64)
@@ -324,6 +362,14 @@ class PeakFinder8:
             "snr": np.empty(size, np.float32),
             "npix": np.empty(size, np.int32),
         }
+
+    @staticmethod
+    def _floor(parameters: PeakFinder8Parameters, noise: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+        if parameters.adc_threshold is not None:
+            return np.full(shape, parameters.adc_threshold, dtype=np.float32)
+        if noise is None:
+            return np.full(shape, parameters.fallback_threshold, dtype=np.float32)
+        return np.ascontiguousarray(parameters.noise_threshold * noise, dtype=np.float32)
 
     def find(self, data: np.ndarray, mask: np.ndarray) -> PeakList:
         """Peaks of one frame (float32 data, bool mask with True = valid)."""
@@ -339,16 +385,16 @@ class PeakFinder8:
             last = iteration == p.iterations - 1
             n_seeds = _accumulate(
                 data, mask, self.bins, self._window, 1 if last else p.statistics_row_step, self._acc,
-                p.adc_threshold, self._seeds if last else self._no_seeds,
+                self.floor, self._seeds if last else self._no_seeds,
             )
             _update_thresholds(
-                self._acc, p.minimum_snr, p.adc_threshold, self._in_range, self._offset, self._sigma, self._window
+                self._acc, p.minimum_snr, self._bin_floor, self._in_range, self._offset, self._sigma, self._window,
             )
         out = self._out
         n_found = _search(
-            data, mask, self.bins, self._window, self._offset, self._seeds, n_seeds,
+            data, mask, self.bins, self._window, self._offset, self.floor, self._seeds, n_seeds,
             p.asic_shape[0], p.asic_shape[1], p.min_pixel_count, p.max_pixel_count, p.local_bg_radius,
-            p.minimum_snr, self._in_peak, self._queue, self._touched,
+            p.minimum_snr, p.min_peak_intensity, self._in_peak, self._queue, self._touched,
             out["x"], out["y"], out["intensity"], out["max_intensity"], out["snr"], out["npix"],
         )
         kept = min(n_found, p.max_num_peaks)

@@ -9,23 +9,22 @@ maps that turn ADC values back into photons.
 Content of a frame, built from three deterministic random streams keyed by
 ``(seed, frame_number)`` so the truth can be recomputed on any rank:
 
-* **background**: Poisson photons from diffuse scattering, a flat level plus a
-  water-like ring around the beam centre (:attr:`SimulatedJungfrau1M.background`).
+* **background**: Poisson photons from diffuse scattering, a flat level plus the
+  water ring (at ``water_ring_d_a``, 3.2 A, through the geometry) (:attr:`SimulatedJungfrau1M.background`).
   A small pool of background frames is made once at construction; each frame
   copies each of its 16 bands of 64 rows from a pool frame picked at random,
   so noise patterns do not repeat with a period, and a frame costs a 2 MB
   copy plus its peaks.
 * **electronic noise**: a few ADU per pixel and gain stage, some pixels much
   noisier (``noisy`` in :attr:`SimulatedJungfrau1M.bad_pixels`).
-* **Bragg peaks** on a fraction ``hit_fraction`` of frames (the hits):
-  ``peaks_per_hit`` Gaussian spots; other frames carry ``peaks_per_miss``
-  stray spots (a few weak reflections or a crystal fragment, not a hit).
-  Photons per peak follow the documented *strength mix*: log-uniform between
-  ``weak_photons`` (10) and ``strong_photons`` (3,000) for most spots, and with
-  probability ``bright_fraction`` (8 %) log-uniform up to ``bright_photons``
-  (100,000), bright enough to drive pixels into G1, G2 and saturation.  Spot
-  widths are uniform in ``sigma_px``.  Peaks keep 6 pixels from module edges and
-  ``min_separation_px`` from each other, so a peak is never cut or merged.
+* **Bragg peaks** on a fraction ``hit_fraction`` of frames (the hits): the
+  spots of a crystal lattice in a random orientation, cut by the Ewald sphere
+  (:mod:`monitor.simulation.crystal`: a unit cell, Wilson intensities, partial
+  spots, a per-hit crystal size and spot width; named strengths ``weak``,
+  ``medium``, ``strong``).  Other frames hold no crystal.  Each spot is a
+  Gaussian of its own width, integrated over the pixels, with Poisson photons;
+  spots that overlap add up.  Spots whose centre is in the module gap or
+  within 5 pixels of a module edge are left out (pixels and truth alike).
 * **gain switching**: a pixel leaves G0 when its ADC would pass 14,000 and
   G1 when its ADC would fall under 1,500; in G2 an ADC at or below 0 reads
   ``0xC000`` (saturated), as on the real detector.
@@ -36,8 +35,9 @@ Content of a frame, built from three deterministic random streams keyed by
 
 Coordinates: a pixel's centre is at integer (row, column) in the raw frame.
 The two modules sit ``module_gap_px`` apart in the lab (module 1 below module
-0), with the beam at the centre of the assembled detector, as in the shipped
-``monitor/data/jungfrau1m.geom``.  Chip-boundary big pixels are not modelled.
+0), with the beam at the centre of the assembled detector, ``distance_m`` from
+the sample, with 75 um pixels, as in the shipped ``monitor/data/jungfrau1m.geom``.
+Chip-boundary big pixels are not modelled.
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ from typing import Any
 import numba
 import numpy as np
 
+from monitor.simulation.crystal import CrystalModel, CrystalSettings, Spots, crystal_settings
+
 __all__ = ["FrameTruth", "PeakTruth", "SimulatedJungfrau1M", "GAIN_BITS", "LOST_PIXEL"]
 
 MODULE_SHAPE = (512, 1024)
@@ -61,19 +63,26 @@ LOST_PIXEL = 0xFFFF
 _ADC_MAX = 0x3FFF
 _G0_SWITCH_ADC = 14000.0
 _G1_SWITCH_ADC = 1500.0
-_EDGE_MARGIN_PX = 6
 _PATCH_RADIUS_PX = 5
 _BAND_ROWS = 64
+_NO_INDEX = np.empty(0, dtype=np.int64)
+PIXEL_SIZE_M = 75e-6
+SIMULATED_PHOTON_ENERGY_KEV = 12.4
+"""The simulated detector's default photon energy (and the shipped geometry's)."""
 
 
 @dataclass(frozen=True)
 class PeakTruth:
-    """One simulated Bragg peak.
+    """One simulated Bragg spot.
 
-    ``snr`` is the peak's ideal signal-to-noise ratio: its photons over the
-    Poisson noise of those photons plus the background under the peak's
-    effective area 4*pi*sigma**2, ``photons / sqrt(photons + 4*pi*sigma**2 * b)``.
-    It depends on the peak and its background only, not on any peak finder.
+    ``photons`` is the number of photons it deposited (a Poisson draw, pixel by
+    pixel, of its ``expected_photons``); ``resolution`` its d-spacing in A.  ``snr`` is its ideal
+    signal-to-noise ratio: its photons over the Poisson noise of those photons
+    plus the background under its effective area 4*pi*sigma**2,
+    ``photons / sqrt(photons + 4*pi*sigma**2 * b)``: it depends on the spot and
+    its background only, not on any peak finder.  ``whole`` is False when a
+    bad pixel or a lost packet lies within 2 pixels of its centre: no finder
+    can be asked to see such a spot whole.
     """
 
     y: float
@@ -81,23 +90,29 @@ class PeakTruth:
     photons: float
     sigma: float
     snr: float
+    resolution: float
+    whole: bool = True
+    expected_photons: float = 0.0
 
-    def to_json(self) -> dict[str, float]:
-        return {"y": self.y, "x": self.x, "photons": self.photons, "sigma": self.sigma, "snr": self.snr}
+    def to_json(self) -> dict[str, float | bool]:
+        return {"y": self.y, "x": self.x, "photons": self.photons, "sigma": self.sigma, "snr": self.snr,
+                "resolution": self.resolution, "whole": self.whole, "expected_photons": self.expected_photons}
 
 
 @dataclass(frozen=True)
 class FrameTruth:
     """What the simulator put in one frame.
 
-    ``lost_packets`` holds the indices of the 4-row blocks (0..255 over the
-    whole frame) that read ``0xFFFF``.
+    ``orientation`` is the crystal's rotation matrix (row-major, 9 numbers) on
+    hits, empty otherwise; ``lost_packets`` holds the indices of the 4-row
+    blocks (0..255 over the whole frame) that read ``0xFFFF``.
     """
 
     frame_number: int
     is_hit: bool
     peaks: tuple[PeakTruth, ...]
     lost_packets: tuple[int, ...] = ()
+    orientation: tuple[float, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict (plain floats, ints, lists)."""
@@ -106,6 +121,7 @@ class FrameTruth:
             "is_hit": self.is_hit,
             "peaks": [peak.to_json() for peak in self.peaks],
             "lost_packets": list(self.lost_packets),
+            "orientation": list(self.orientation),
         }
 
 
@@ -169,20 +185,13 @@ class SimulatedJungfrau1M:
         *,
         seed: int = 0,
         hit_fraction: float = 0.25,
-        photon_energy_kev: float = 12.4,
-        peaks_per_hit: tuple[int, int] = (20, 80),
-        peaks_per_miss: tuple[int, int] = (0, 3),
-        weak_photons: float = 10.0,
-        strong_photons: float = 3000.0,
-        bright_photons: float = 100000.0,
-        bright_fraction: float = 0.08,
-        sigma_px: tuple[float, float] = (0.6, 1.2),
-        min_separation_px: float = 10.0,
-        min_radius_px: float = 40.0,
-        background_photons: float = 0.03,
-        ring_photons: float = 0.25,
-        ring_radius_px: float = 300.0,
-        ring_width_px: float = 60.0,
+        crystal: str | CrystalSettings = "medium",
+        photon_energy_kev: float = SIMULATED_PHOTON_ENERGY_KEV,
+        distance_m: float = 0.120,
+        background_photons: float = 0.005,
+        ring_photons: float = 0.015,
+        water_ring_d_a: float = 3.2,
+        water_ring_width: float = 0.03,
         module_gap_px: float = 36.0,
         noise_adu: tuple[float, float, float] = (4.0, 2.0, 1.0),
         noisy_pixel_fraction: float = 1e-4,
@@ -199,22 +208,15 @@ class SimulatedJungfrau1M:
             raise ValueError(f"pool_size must be >= 0, got {pool_size}")
         if photon_energy_kev <= 0:
             raise ValueError(f"photon_energy_kev must be positive, got {photon_energy_kev}")
-        if sigma_px[1] * 4 > _PATCH_RADIUS_PX or sigma_px[0] <= 0:
-            raise ValueError(f"sigma_px must lie in (0, {_PATCH_RADIUS_PX / 4}], got {sigma_px}")
         self.seed = seed
         self.hit_fraction = hit_fraction
         self.photon_energy_kev = photon_energy_kev
-        self.peaks_per_hit = peaks_per_hit
-        self.peaks_per_miss = peaks_per_miss
-        self.weak_photons = weak_photons
-        self.strong_photons = strong_photons
-        self.bright_photons = bright_photons
-        self.bright_fraction = bright_fraction
-        self.sigma_px = sigma_px
-        self.min_separation_px = min_separation_px
-        self.min_radius_px = min_radius_px
+        self.distance_m = distance_m
         self.module_gap_px = module_gap_px
         self.lost_packet_rate = lost_packet_rate
+        self.crystal_settings = crystal_settings(crystal)
+        if self.crystal_settings.spot_sigma_px[1] * 1.15 * 4 > _PATCH_RADIUS_PX:
+            raise ValueError(f"spot_sigma_px must stay under {_PATCH_RADIUS_PX / 4 / 1.15:.2f} pixels")
 
         rng = np.random.default_rng([seed, 0x5EED])
         shape = (3, *FRAME_SHAPE)
@@ -246,16 +248,23 @@ class SimulatedJungfrau1M:
         """Truth of the pixels a dark run should flag, by kind."""
         self.bad_pixels["noisy"].flat[noisy] = True
         self.bad_pixels["dead"].flat[dead] = True
-        self._near_bad = _dilate(self.bad_pixels["noisy"] | self.bad_pixels["dead"] | self.bad_pixels["stuck_gain"], 3)
-        """Pixels within 3 of a bad pixel: no peak centre is put there, so truth peaks are whole."""
+        self._near_bad = _dilate(self.bad_pixels["noisy"] | self.bad_pixels["dead"] | self.bad_pixels["stuck_gain"], 2)
+        """Pixels within 2 of a bad pixel: a spot centred there is not ``whole``."""
 
         self.lab_y, self.lab_x = self._lab_coordinates()
         self.radius = np.hypot(self.lab_y, self.lab_x).astype(np.float32)
         """Distance of each pixel centre from the beam, in pixels (lab, with the module gap)."""
+        self.resolution = self._resolution(self.radius)
+        """d-spacing of each pixel, in A."""
         self.background = (
-            background_photons + ring_photons * np.exp(-0.5 * ((self.radius - ring_radius_px) / ring_width_px) ** 2)
+            background_photons
+            + ring_photons * np.exp(-0.5 * ((1 / self.resolution - 1 / water_ring_d_a) / water_ring_width) ** 2)
         ).astype(np.float32)
         """Mean background photons per pixel and frame."""
+        self.crystal = CrystalModel(
+            self.crystal_settings, photon_energy_kev=photon_energy_kev, distance_m=distance_m,
+            pixel_size_m=PIXEL_SIZE_M, max_radius_px=float(self.radius.max()) + 1, seed=seed,
+        )
 
         self._pool_counts = rng.poisson(self.background, size=(pool_size, *FRAME_SHAPE)).astype(np.uint8)
         self._pool_raw = np.empty((pool_size, *FRAME_SHAPE), dtype=np.uint16)
@@ -274,6 +283,17 @@ class SimulatedJungfrau1M:
         lab_x = np.broadcast_to(np.arange(FRAME_SHAPE[1]) - centre_x, FRAME_SHAPE)
         return lab_y, lab_x
 
+    def _resolution(self, radius_px: np.ndarray) -> np.ndarray:
+        """d-spacing (A) at a distance from the beam (pixels): Bragg's law at this distance and energy."""
+        two_theta = np.arctan(np.asarray(radius_px, dtype=np.float64) * PIXEL_SIZE_M / self.distance_m)
+        with np.errstate(divide="ignore"):
+            return self.wavelength_a / (2 * np.sin(two_theta / 2))
+
+    @property
+    def wavelength_a(self) -> float:
+        """The photon wavelength, A."""
+        return 12.398419843320026 / self.photon_energy_kev
+
     def _encode(self, energy_kev: np.ndarray, pixels: np.ndarray | slice, normal: np.ndarray) -> np.ndarray:
         """Raw uint16 of the given flat pixels (indices, or a slice: no gathering) for deposited
         energies (keV), with gain switching and noise."""
@@ -288,47 +308,50 @@ class SimulatedJungfrau1M:
         return value | GAIN_BITS[stage]
 
     def truth(self, frame_number: int) -> FrameTruth:
-        """The frame's truth without making its pixels (peaks, hit or not, lost packets)."""
+        """The frame's truth without making its pixels (spots, orientation, hit or not, lost packets)."""
+        return self._draw(frame_number)[0]
+
+    def _draw(self, frame_number: int) -> tuple[FrameTruth, np.ndarray, np.ndarray]:
+        """The truth, and the spots' photons as drawn: flat pixel indices and counts (a pixel twice
+        where spots overlap).  A spot's ``photons`` are those it deposited, so the truth is exact."""
         rng = np.random.default_rng([self.seed, frame_number, 0])
         is_hit = bool(rng.random() < self.hit_fraction)
-        low, high = self.peaks_per_hit if is_hit else self.peaks_per_miss
-        n_peaks = int(rng.integers(low, high + 1))
-        lost = np.flatnonzero(rng.random(FRAME_SHAPE[0] // ROWS_PER_PACKET) < self.lost_packet_rate)
-        peaks = self._draw_peaks(rng, n_peaks) if n_peaks else ()
-        return FrameTruth(frame_number, is_hit, peaks, tuple(int(b) for b in lost))
+        lost = tuple(int(b) for b in np.flatnonzero(rng.random(FRAME_SHAPE[0] // ROWS_PER_PACKET) < self.lost_packet_rate))
+        if not is_hit:
+            return FrameTruth(frame_number, False, (), lost), _NO_INDEX, _NO_INDEX
+        spots = self.crystal.spots(rng)
+        y, x, row, col, keep = self._on_modules(spots)
+        expected, sigma, resolution = spots.photons[keep], spots.sigma[keep], spots.resolution[keep]
+        index, mean = _peak_patches(y, x, expected, sigma, FRAME_SHAPE[1])
+        drawn = np.random.default_rng([self.seed, frame_number, 5]).poisson(mean)
+        photons = drawn.reshape(len(y), -1).sum(axis=1).astype(np.float64)
+        lost_blocks = np.zeros(FRAME_SHAPE[0] // ROWS_PER_PACKET, dtype=bool)
+        lost_blocks[list(lost)] = True
+        near_lost = lost_blocks[(row - 2) // ROWS_PER_PACKET] | lost_blocks[(row + 2) // ROWS_PER_PACKET]
+        whole = ~self._near_bad[row, col] & ~near_lost
+        snr = photons / np.sqrt(photons + 4 * np.pi * sigma**2 * self.background[row, col])
+        peaks = tuple(
+            PeakTruth(float(a), float(b), float(p), float(w), float(r), float(d), bool(ok), float(e))
+            for a, b, p, w, r, d, ok, e in zip(y, x, photons, sigma, snr, resolution, whole, expected)
+        )
+        return FrameTruth(frame_number, True, peaks, lost, tuple(float(v) for v in spots.orientation.ravel())), index, drawn
 
-    def _draw_peaks(self, rng: np.random.Generator, n_peaks: int) -> tuple[PeakTruth, ...]:
-        """Peak positions kept apart and inside modules, photons from the strength mix."""
-        candidates = 3 * n_peaks + 10
-        module = rng.integers(0, 2, candidates)
-        y = rng.uniform(_EDGE_MARGIN_PX, MODULE_SHAPE[0] - 1 - _EDGE_MARGIN_PX, candidates) + module * MODULE_SHAPE[0]
-        x = rng.uniform(_EDGE_MARGIN_PX, MODULE_SHAPE[1] - 1 - _EDGE_MARGIN_PX, candidates)
-        row = np.rint(y).astype(np.intp)
+    def _on_modules(self, spots: Spots) -> tuple[np.ndarray, ...]:
+        """Raw (y, x) of the spots that land on a module at least the patch radius from its edges,
+        their nearest pixel (row, column), and which spots those are."""
+        centre_y = (FRAME_SHAPE[0] + self.module_gap_px - 1) / 2
+        centre_x = (FRAME_SHAPE[1] - 1) / 2
+        y = spots.y + centre_y
+        module = (y > MODULE_SHAPE[0] - 0.5 + self.module_gap_px / 2).astype(np.intp)
+        y = y - module * self.module_gap_px
+        x = spots.x + centre_x
+        local = np.rint(y).astype(np.intp) - module * MODULE_SHAPE[0]
         col = np.rint(x).astype(np.intp)
-        usable = (self.radius[row, col] >= self.min_radius_px) & ~self._near_bad[row, col]
-        y, x = y[usable], x[usable]
-        distance = np.hypot(y[:, None] - y[None, :], x[:, None] - x[None, :])
-        kept: list[int] = []
-        for i in range(len(y)):
-            if len(kept) == n_peaks:
-                break
-            if not kept or distance[i, kept].min() >= self.min_separation_px:
-                kept.append(i)
-        n = len(kept)
-        bright = rng.random(n) < self.bright_fraction
-        exponent = np.where(
-            bright,
-            rng.uniform(math.log10(self.strong_photons), math.log10(self.bright_photons), n),
-            rng.uniform(math.log10(self.weak_photons), math.log10(self.strong_photons), n),
+        keep = (
+            (local >= _PATCH_RADIUS_PX) & (local < MODULE_SHAPE[0] - _PATCH_RADIUS_PX)
+            & (col >= _PATCH_RADIUS_PX) & (col < MODULE_SHAPE[1] - _PATCH_RADIUS_PX)
         )
-        photons = 10.0**exponent
-        sigma = rng.uniform(*self.sigma_px, n)
-        background = self.background[np.rint(y[kept]).astype(np.intp), np.rint(x[kept]).astype(np.intp)]
-        snr = photons / np.sqrt(photons + 4 * np.pi * sigma**2 * background)
-        return tuple(
-            PeakTruth(float(y[i]), float(x[i]), float(p), float(s), float(r))
-            for i, p, s, r in zip(kept, photons, sigma, snr)
-        )
+        return y[keep], x[keep], (local + module * MODULE_SHAPE[0])[keep], col[keep], keep
 
     def frame(self, frame_number: int, *, out: np.ndarray | None = None) -> tuple[np.ndarray, FrameTruth]:
         """The raw frame (uint16, 1024 x 1024, C-contiguous) and its truth.
@@ -338,7 +361,7 @@ class SimulatedJungfrau1M:
         """
         if not len(self._pool_raw):
             raise RuntimeError("this simulated detector was made with pool_size=0: maps only, no frames")
-        truth = self.truth(frame_number)
+        truth, index, drawn = self._draw(frame_number)
         raw = np.empty(FRAME_SHAPE, dtype=np.uint16) if out is None else out
         rng = np.random.default_rng([self.seed, frame_number, 1])
         bands = rng.integers(0, len(self._pool_raw), FRAME_SHAPE[0] // _BAND_ROWS)
@@ -346,21 +369,20 @@ class SimulatedJungfrau1M:
             rows = slice(band * _BAND_ROWS, (band + 1) * _BAND_ROWS)
             raw[rows] = self._pool_raw[pool, rows]
         if truth.peaks:
-            self._add_peaks(raw, rng, bands, truth.peaks)
+            self._add_spots(raw, rng, bands, index, drawn)
         for block in truth.lost_packets:
             raw[block * ROWS_PER_PACKET : (block + 1) * ROWS_PER_PACKET] = LOST_PIXEL
         return raw, truth
 
-    def _add_peaks(
-        self, raw: np.ndarray, rng: np.random.Generator, bands: np.ndarray, peaks: tuple[PeakTruth, ...]
+    def _add_spots(
+        self, raw: np.ndarray, rng: np.random.Generator, bands: np.ndarray, index: np.ndarray, drawn: np.ndarray
     ) -> None:
-        """Add Poisson photons of the peaks to the background under them and re-encode those pixels."""
-        table = np.array([(p.y, p.x, p.photons, p.sigma) for p in peaks], dtype=np.float64).T
-        index, expected = _peak_patches(table[0], table[1], table[2], table[3], FRAME_SHAPE[1])
-        rows, cols = np.divmod(index, FRAME_SHAPE[1])
-        counts = self._pool_counts[bands[rows // _BAND_ROWS], rows, cols] + rng.poisson(expected)
-        raw.ravel()[index] = self._encode(counts * self.photon_energy_kev, index, rng.standard_normal(len(index)))
-        dead_hit = np.isin(self._dead, index)
+        """Add the spots' photons to the background under them and re-encode those pixels."""
+        pixels, where = np.unique(index, return_inverse=True)  # overlapping spots add up
+        rows, cols = np.divmod(pixels, FRAME_SHAPE[1])
+        counts = self._pool_counts[bands[rows // _BAND_ROWS], rows, cols] + np.bincount(where, weights=drawn)
+        raw.ravel()[pixels] = self._encode(counts * self.photon_energy_kev, pixels, rng.standard_normal(len(pixels)))
+        dead_hit = np.isin(self._dead, pixels)
         raw.ravel()[self._dead[dead_hit]] = 0
 
     def dark_frame(self, frame_number: int, *, gain_stage: int) -> np.ndarray:
@@ -388,13 +410,14 @@ class SimulatedJungfrau1M:
         * ``gain_m{i}.bin``: six float64 512 x 1024 arrays G0, G1, G2, HG0, HG1,
           HG2 (ADU/keV), raw little-endian binary, as PSI ships them;
         * ``pedestal_m{i}.npy``: float32 (3, 512, 1024) pedestal per gain stage (ADU);
+        * ``noise_m{i}.npy``: float32 (3, 512, 1024) noise per gain stage (ADU), as the dark tool writes it;
         * ``bad_pixels.npy``: bool (1024, 1024), True = bad (dead, noisy, never switching).
 
         Returns the keyword arguments of :class:`sources.calibration.CalibrationParameters`.
         """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        gain_files, pedestal_files = [], []
+        gain_files, pedestal_files, noise_files = [], [], []
         for module in range(2):
             rows = slice(module * MODULE_SHAPE[0], (module + 1) * MODULE_SHAPE[0])
             gains = np.concatenate([self.gain[:, rows], self.high_gain[:, rows]]).astype("<f8")
@@ -402,11 +425,14 @@ class SimulatedJungfrau1M:
             gains.tofile(gain_files[-1])
             pedestal_files.append(folder / f"pedestal_m{module}.npy")
             np.save(pedestal_files[-1], self.pedestal[:, rows])
+            noise_files.append(folder / f"noise_m{module}.npy")
+            np.save(noise_files[-1], self.noise[:, rows])
         mask_file = folder / "bad_pixels.npy"
         np.save(mask_file, self.bad_pixel_mask)
         return {
             "gain_files": [str(p) for p in gain_files],
             "pedestal_files": [str(p) for p in pedestal_files],
+            "noise_files": [str(p) for p in noise_files],
             "mask_file": str(mask_file),
             "photon_energy_kev": self.photon_energy_kev,
         }
