@@ -61,6 +61,8 @@ class SimulatorParameters(BaseModel):
     first_frame: int = Field(default=1, ge=1)
     seed: int = 0
     hit_fraction: float = Field(default=0.25, ge=0, le=1)
+    crystal: Literal["weak", "medium", "strong"] = "medium"
+    """The crystal's strength: median spot 3, 8 or 50 photons (:mod:`monitor.simulation.crystal`)."""
     truth_file: Path | None = None
     subscriber_wait_s: float = Field(default=30.0, gt=0)
     """Receiver protocol: how long to wait for a subscriber on every stream before sending."""
@@ -80,7 +82,7 @@ class SimulatorParameters(BaseModel):
             "--protocol", self.protocol, "--url", self.url, "--frames", str(self.frames),
             "--rate", str(self.rate_hz), "--streams", str(self.streams),
             "--first-frame", str(self.first_frame), "--seed", str(self.seed),
-            "--hit-fraction", str(self.hit_fraction),
+            "--hit-fraction", str(self.hit_fraction), "--crystal", self.crystal,
             "--subscriber-wait", str(self.subscriber_wait_s), "--send-hwm", str(self.send_hwm),
         ]
         if self.lose_end_messages:
@@ -148,7 +150,7 @@ class _Truth:
 def _frames(parameters: SimulatorParameters) -> Iterator[tuple[int, np.ndarray, FrameTruth]]:
     from monitor.simulation import SimulatedJungfrau1M
 
-    model = SimulatedJungfrau1M(seed=parameters.seed, hit_fraction=parameters.hit_fraction)
+    model = SimulatedJungfrau1M(seed=parameters.seed, hit_fraction=parameters.hit_fraction, crystal=parameters.crystal)
     for number in _paced(parameters.frames, parameters.rate_hz, parameters.first_frame):
         raw, frame_truth = model.frame(number)
         yield number, raw, frame_truth
@@ -280,6 +282,7 @@ def _arguments(argv: list[str] | None) -> SimulatorParameters:
     parser.add_argument("--first-frame", type=int, default=defaults.first_frame)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--hit-fraction", type=float, default=defaults.hit_fraction)
+    parser.add_argument("--crystal", choices=["weak", "medium", "strong"], default=defaults.crystal)
     parser.add_argument("--truth", type=Path, default=None, help="write each frame's ground truth here (JSON lines)")
     parser.add_argument("--subscriber-wait", type=float, default=defaults.subscriber_wait_s)
     parser.add_argument("--send-hwm", type=int, default=defaults.send_hwm,
@@ -293,8 +296,8 @@ def _arguments(argv: list[str] | None) -> SimulatorParameters:
     return SimulatorParameters(
         protocol=args.protocol, url=args.url, frames=args.frames, rate_hz=args.rate,
         streams=args.streams, first_frame=args.first_frame, seed=args.seed,
-        hit_fraction=args.hit_fraction, truth_file=args.truth, subscriber_wait_s=args.subscriber_wait,
-        send_hwm=args.send_hwm, lose_end_messages=args.lose_end_messages,
+        hit_fraction=args.hit_fraction, crystal=args.crystal, truth_file=args.truth,
+        subscriber_wait_s=args.subscriber_wait, send_hwm=args.send_hwm, lose_end_messages=args.lose_end_messages,
     )
 
 

@@ -47,7 +47,9 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat
 from monitor.errors import DataExtractionError
 from monitor.processing.peakfinder8 import PeakFinder8, PeakFinder8Parameters, PeakList
 from monitor.processing.protocol import ProcessedEvent, Scalar, warm_up_frames
-from monitor.processing.science import RESOLUTION_SHELLS_A, TruthComparison, d_spacing, resolution_limit
+from monitor.processing.science import (
+    RESOLUTION_SHELLS_A, TruthComparison, d_spacing, resolution_limit, resolution_shell_labels,
+)
 from monitor.simulation import SimulatedJungfrau1M
 from monitor.simulation.detector import SIMULATED_PHOTON_ENERGY_KEV
 from monitor.simulation.crystal import CRYSTAL_SETTINGS
@@ -60,6 +62,12 @@ __all__ = ["CrystallographyParameters", "CrystallographyPipeline", "SimulatedCal
 _PEAKOGRAM_LOG_RANGE = (0.0, 6.0)
 """log10 of peak intensity covered by the peakogram (1 to 1e6 photons)."""
 _PEAKOGRAM_LOG_BINS = 60
+_D_MIN_EDGES_A = np.linspace(0.0, 20.0, 2001)
+"""d_min per hit is kept as a histogram (0.01 A bins; 20 A and beyond in the last): bounded memory in a long run."""
+
+
+def _number(value: float | None) -> float:
+    return math.nan if value is None else float(value)
 
 
 class SimulatedCalibration(BaseModel):
@@ -273,6 +281,10 @@ class CrystallographyPipeline:
         self._radial_frames = {True: 0, False: 0}
         self._peakogram = np.zeros((n_rings, _PEAKOGRAM_LOG_BINS), dtype=np.uint32)
         self._latest_hit: ProcessedEvent | None = None
+        self._d_map = self._resolution_map()
+        self._d_min_counts = np.zeros(_D_MIN_EDGES_A.size - 1, dtype=np.int64)
+        self._shell_peaks = np.zeros(len(RESOLUTION_SHELLS_A) - 1, dtype=np.int64)
+        self._truth_comparison = TruthComparison()
 
     def collect_data(
         self, *, node_rank: int, node_pool_size: int, processed_data: ProcessedEvent
@@ -298,7 +310,36 @@ class CrystallographyPipeline:
             self._peaks_in_hits += values["n_peaks"]
             if "frame" in arrays or self._latest_hit is None or "frame" not in self._latest_hit.arrays:
                 self._latest_hit = processed_data  # the viewer's latest hit is one it can draw
+            if x.size:
+                self._add_resolution(values.get("d_min"), rows, cols)
+        if "truth_counts" in arrays:
+            self._truth_comparison.add_counts(
+                arrays["truth_counts"], d_min=_number(values.get("d_min")), true_d_min=_number(values.get("true_d_min"))
+            )
         return None
+
+    def _add_resolution(self, d_min: float | None, rows: np.ndarray, cols: np.ndarray) -> None:
+        """A hit's d_min into its histogram, its peaks into the resolution shells."""
+        if d_min is not None:
+            index = int(np.searchsorted(_D_MIN_EDGES_A, d_min, side="right")) - 1
+            self._d_min_counts[min(index, self._d_min_counts.size - 1)] += 1
+        if self._d_map is not None:
+            d = self._d_map[rows, cols]
+            shell = np.searchsorted(-np.asarray(RESOLUTION_SHELLS_A), -d, side="right") - 1
+            shell = np.clip(shell, 0, self._shell_peaks.size - 1)
+            self._shell_peaks += np.bincount(shell, minlength=self._shell_peaks.size)
+
+    def _d_min_quantile(self, q: float) -> float | None:
+        """A quantile of d_min over the hits so far (A, to the histogram's 0.01 A), None before the first."""
+        total = int(self._d_min_counts.sum())
+        if not total:
+            return None
+        index = int(np.searchsorted(np.cumsum(self._d_min_counts), q * total))
+        return round(float(_D_MIN_EDGES_A[index] + _D_MIN_EDGES_A[index + 1]) / 2, 3)
+
+    def _shells(self) -> dict[str, int]:
+        """Peaks of hits per resolution shell, keyed ``">10 A"``, ``"10-6 A"``, ... (low to high resolution)."""
+        return dict(zip(resolution_shell_labels(), (int(n) for n in self._shell_peaks)))
 
     def _add_to_peakogram(self, rows: np.ndarray, cols: np.ndarray, intensity: np.ndarray) -> None:
         ring = np.rint(self._geometry.radius[rows, cols]).astype(np.intp) // self.parameters.radial_bin_px
@@ -327,6 +368,7 @@ class CrystallographyPipeline:
             "hit_rate_total": round(self.hit_rate, 4),
             "hits": self._hits,
             "saturation_rate": round(self._saturated_frames / self._events, 4) if self._events else 0.0,
+            "d_min_a": self._d_min_quantile(0.5),
         }
 
     def summary(self) -> dict[str, Any]:
@@ -342,6 +384,11 @@ class CrystallographyPipeline:
             "radial_bin_px": self.parameters.radial_bin_px,
             "radial_profile_hits": self._mean_profile(True).tolist(),
             "radial_profile_non_hits": self._mean_profile(False).tolist(),
+            "d_min_median_a": self._d_min_quantile(0.5),
+            "d_min_p10_a": self._d_min_quantile(0.1),
+            "d_min_p90_a": self._d_min_quantile(0.9),
+            "peaks_per_resolution_shell": self._shells(),
+            **({"truth": self._truth_comparison.figures()} if self._truth_comparison.frames else {}),
         }
 
     def snapshot(self) -> dict[str, Any]:
@@ -352,8 +399,11 @@ class CrystallographyPipeline:
         ``peakogram`` (uint32, ring x log10-intensity bin over ``peakogram_log_range``),
         ``hit_rate_history`` (float64 rows of event id, timestamp, rolling hit rate),
         ``latest_hit_event_id`` with ``latest_hit_peak_x``/``_y``/``_intensity``
-        (absent until a hit arrived) and ``latest_hit_frame`` (when that hit
-        came with its frame), and the figures of :meth:`status`.
+        and ``latest_hit_d_min_a`` (absent until a hit arrived) and
+        ``latest_hit_frame`` (when that hit came with its frame),
+        ``resolution_shells_a`` (shell edges, A, low to high resolution) with
+        ``peaks_per_resolution_shell`` (int64: peaks of hits per shell), and the
+        figures of :meth:`status` (``d_min_a``: median d_min of the hits so far).
         """
         snapshot: dict[str, Any] = {
             **self.status(),
@@ -365,6 +415,8 @@ class CrystallographyPipeline:
             "peakogram": self._peakogram.copy(),
             "peakogram_log_range": _PEAKOGRAM_LOG_RANGE,
             "hit_rate_history": np.array(self._history, dtype=np.float64).reshape(-1, 3),
+            "resolution_shells_a": np.array(RESOLUTION_SHELLS_A),
+            "peaks_per_resolution_shell": self._shell_peaks.copy(),
         }
         if self._latest_hit is not None:
             # A collected result's arrays are its own (received fresh, never reused or changed),
@@ -375,6 +427,7 @@ class CrystallographyPipeline:
                 latest_hit_peak_x=arrays["peak_x"],
                 latest_hit_peak_y=arrays["peak_y"],
                 latest_hit_peak_intensity=arrays["peak_intensity"],
+                latest_hit_d_min_a=self._latest_hit.values.get("d_min"),
             )
             if "frame" in arrays:
                 snapshot["latest_hit_frame"] = arrays["frame"]

@@ -25,7 +25,7 @@ import numpy as np
 
 __all__ = [
     "DETECTABLE_PHOTONS", "MATCH_PX", "PHOTON_BINS", "SNR_BINS", "RESOLUTION_SHELLS_A", "TruthComparison",
-    "d_spacing", "resolution_limit",
+    "d_spacing", "resolution_limit", "resolution_shell_labels",
 ]
 
 MATCH_PX = 2.0
@@ -53,6 +53,14 @@ def resolution_limit(d: np.ndarray) -> float:
 def _bin_labels(edges: tuple[float, ...]) -> list[str]:
     labels = [f"{low:g}-{high:g}" for low, high in zip(edges[:-1], edges[1:])]
     labels[0], labels[-1] = f"<{edges[1]:g}", f">{edges[-2]:g}"
+    return labels
+
+
+def resolution_shell_labels() -> list[str]:
+    """``">10 A"``, ``"10-6 A"``, ..., ``"<2.5 A"``: the shells of :data:`RESOLUTION_SHELLS_A`."""
+    edges = RESOLUTION_SHELLS_A
+    labels = [f"{low:g}-{high:g} A" for low, high in zip(edges[:-1], edges[1:])]
+    labels[0], labels[-1] = f">{edges[1]:g} A", f"<{edges[-2]:g} A"
     return labels
 
 
