@@ -1,4 +1,9 @@
-"""The end-of-run report: ``report.png`` (hit-rate history, powder, radial profile) and ``summary.json``.
+"""The end-of-run report: ``report.png`` and ``summary.json``.
+
+``report.png`` draws the hit-rate history, the mean radial profiles, the
+virtual powder, the peaks of hits per resolution shell (with the median d_min
+per hit), the recall per photon bin against the simulator's truth (when the
+summary has it) and a table of the scalar figures.
 
 The report draws the last snapshot it was given in :meth:`RunReport.on_tick`,
 so the collector ticks once more with the final aggregates before closing.
@@ -20,6 +25,7 @@ from monitor.outputs.builtin import to_builtin
 from monitor.outputs.plot_data import Curve, hit_rate_curve, radial_curves
 from monitor.outputs.protocol import POWDER
 from monitor.processing.protocol import ProcessedEvent
+from monitor.processing.science import resolution_shell_labels
 
 __all__ = ["RunReport", "flatten_figures"]
 
@@ -67,20 +73,34 @@ class RunReport:
         self._run_dir = None
 
     def _plot(self, figures: dict[str, Any]) -> Figure:
-        figure = Figure(figsize=(14, 10), layout="constrained")
+        figure = Figure(figsize=(20, 10), layout="constrained")
         FigureCanvasAgg(figure)
-        history_axes, profile_axes, powder_axes, table_axes = figure.subplots(2, 2).flat
+        history_axes, profile_axes, powder_axes, shells_axes, recall_axes, table_axes = figure.subplots(2, 3).flat
         figure.suptitle(f"Run {figures['run']}")
         history = hit_rate_curve(self._snapshot)
         _lines(history_axes, "Hit-rate history", "hit rate", [history] if history else [])
         _lines(profile_axes, "Mean radial profile", "intensity", radial_curves(self._snapshot))
         self._powder(powder_axes)
+        self._shells(shells_axes, figures.get("d_min_median_a"))
+        _recall(recall_axes, figures.get("truth"))
         table_axes.axis("off")
         rows = [f"{name}: {_format(value)}" for name, value in flatten_figures(figures).items()]
         if len(rows) > _TABLE_ROWS:
             rows = [*rows[: _TABLE_ROWS - 1], f"... {len(rows) - _TABLE_ROWS + 1} more in summary.json"]
         table_axes.text(0.0, 1.0, "\n".join(rows), va="top", family="monospace", fontsize=9)
         return figure
+
+    def _shells(self, axes: Axes, d_min: Any) -> None:
+        title = "Peaks of hits per resolution shell"
+        axes.set(title=f"{title} (median d_min {d_min:.2f} A)" if isinstance(d_min, float) else title,
+                 ylabel="peaks")
+        counts, edges = self._snapshot.get("peaks_per_resolution_shell"), self._snapshot.get("resolution_shells_a")
+        if not (isinstance(counts, np.ndarray) and isinstance(edges, np.ndarray) and counts.size == edges.size - 1):
+            _not_available(axes)
+            return
+        axes.bar(resolution_shell_labels(edges.tolist()), counts)
+        axes.set_xlabel("resolution (A)")
+        axes.tick_params(axis="x", labelrotation=30)
 
     def _powder(self, axes: Axes) -> None:
         axes.set(title="Virtual powder (log scale)", xlabel="column", ylabel="row")
@@ -92,6 +112,19 @@ class RunReport:
         low, high = np.percentile(scaled, [1.0, 99.5])
         image = axes.imshow(scaled, cmap="viridis", vmin=low, vmax=max(high, low + 1e-6))
         axes.figure.colorbar(image, ax=axes, label="log(1 + counts)")
+
+
+def _recall(axes: Axes, truth: Any) -> None:
+    """Recall per photon bin against the simulator's truth, with the precision and hit-rate error."""
+    axes.set(title="Against the simulator's truth", ylabel="recall", ylim=(0, 1.05))
+    if not isinstance(truth, dict) or not truth.get("recall_by_photons"):
+        _not_available(axes)
+        return
+    bins = truth["recall_by_photons"]
+    axes.bar(list(bins), [b["recall"] or 0.0 for b in bins.values()])
+    axes.set_xlabel("photons per spot")
+    axes.text(0.02, 0.02, f"precision {_format(truth.get('precision'))}, "
+              f"hit-rate error {_format(truth.get('hit_rate_error_pp'))} pp", transform=axes.transAxes)
 
 
 def _lines(axes: Axes, title: str, y_label: str, curves: list[Curve]) -> None:

@@ -19,6 +19,7 @@ truth's ``d_min`` is the same 90 % statistic over its spots of at least
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -56,9 +57,8 @@ def _bin_labels(edges: tuple[float, ...]) -> list[str]:
     return labels
 
 
-def resolution_shell_labels() -> list[str]:
-    """``">10 A"``, ``"10-6 A"``, ..., ``"<2.5 A"``: the shells of :data:`RESOLUTION_SHELLS_A`."""
-    edges = RESOLUTION_SHELLS_A
+def resolution_shell_labels(edges: Sequence[float] = RESOLUTION_SHELLS_A) -> list[str]:
+    """``">10 A"``, ``"10-6 A"``, ..., ``"<2.5 A"``: the shells between the edges (A, low to high resolution)."""
     labels = [f"{low:g}-{high:g} A" for low, high in zip(edges[:-1], edges[1:])]
     labels[0], labels[-1] = f">{edges[1]:g} A", f"<{edges[-2]:g} A"
     return labels

@@ -133,7 +133,8 @@ class ViewerWindow(QtWidgets.QMainWindow):
                                 bin_factor=bin_factor)
             self.peak_markers.setData(x=x, y=y)
             hit = header.get("hit") or {}
-            self.hit_plot.setTitle(f"Latest hit: event {hit.get('event_id')}, {x.size} peaks ({layout.name})")
+            d_min = f", d_min {hit['d_min']:.2f} \u212b" if isinstance(hit.get("d_min"), (int, float)) else ""
+            self.hit_plot.setTitle(f"Latest hit: event {hit.get('event_id')}, {x.size} peaks{d_min} ({layout.name})")
         self.messages_shown += 1
 
     @staticmethod
