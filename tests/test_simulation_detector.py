@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from monitor.simulation import FrameTruth, SimulatedJungfrau1M
+from monitor.simulation.crystal import CrystalSettings, reciprocal_basis
 from monitor.simulation.detector import GAIN_BITS, LOST_PIXEL
 
 
@@ -43,24 +44,78 @@ def test_frame_written_into_given_buffer(detector: SimulatedJungfrau1M) -> None:
     np.testing.assert_array_equal(out, detector.frame(7)[0])
 
 
-def test_hit_fraction_and_peak_counts_follow_parameters(detector: SimulatedJungfrau1M) -> None:
-    truths = [detector.truth(n) for n in range(2000)]
+def test_hits_hold_a_crystal_and_misses_nothing(detector: SimulatedJungfrau1M) -> None:
+    truths = [detector.truth(n) for n in range(600)]
     hits = [t for t in truths if t.is_hit]
-    assert abs(len(hits) / len(truths) - 0.3) < 0.03
-    assert all(20 <= len(t.peaks) <= 80 for t in hits)
-    assert all(len(t.peaks) <= 3 for t in truths if not t.is_hit)
+    assert abs(len(hits) / len(truths) - 0.3) < 0.05
+    assert all(100 <= len(t.peaks) <= 400 for t in hits)
+    assert all(not t.peaks and not t.orientation for t in truths if not t.is_hit)
+    rotation = np.array(hits[0].orientation).reshape(3, 3)
+    np.testing.assert_allclose(rotation @ rotation.T, np.eye(3), atol=1e-12)
+    assert np.linalg.det(rotation) == pytest.approx(1.0)
 
 
-def test_peaks_raise_pixels_above_background_where_truth_says(detector: SimulatedJungfrau1M) -> None:
+def test_spots_are_reciprocal_lattice_points_on_the_ewald_sphere(detector: SimulatedJungfrau1M) -> None:
+    """From a spot's pixel back to its Miller indices: integers, with the truth's resolution."""
+    truth = detector.truth(_first_hit(detector))
+    y = np.array([p.y for p in truth.peaks])
+    x = np.array([p.x for p in truth.peaks])
+    lab_y = y + np.where(y >= 512, detector.module_gap_px, 0.0) - (1024 + detector.module_gap_px - 1) / 2
+    lab_x = x - 511.5
+    distance_px = detector.distance_m / 75e-6
+    direction = np.stack([lab_x, lab_y, np.full_like(lab_x, distance_px)], axis=1)
+    k = 1 / detector.wavelength_a
+    q = k * direction / np.linalg.norm(direction, axis=1, keepdims=True) - [0.0, 0.0, k]
+    np.testing.assert_allclose(1 / np.linalg.norm(q, axis=1), [p.resolution for p in truth.peaks], rtol=2e-3)
+    rotation = np.array(truth.orientation).reshape(3, 3)
+    basis = reciprocal_basis(detector.crystal_settings.unit_cell)
+    hkl = np.linalg.solve(basis, (q @ rotation).T).T  # q = R B hkl
+    assert np.abs(hkl - np.rint(hkl)).max() < 0.1
+    h, k_, l_ = np.rint(hkl).astype(int).T
+    assert not ((k_ == 0) & (l_ == 0) & (h % 2 != 0)).any()  # P4_3 2_1 2: h00 only with even h
+
+
+@pytest.mark.parametrize("setting, median", [("weak", 3.0), ("medium", 8.0), ("strong", 50.0)])
+def test_named_settings_have_their_median_spot(setting: str, median: float) -> None:
+    detector = SimulatedJungfrau1M(seed=5, crystal=setting, hit_fraction=1.0, pool_size=0)
+    expected = np.array([p.expected_photons for n in range(40) for p in detector.truth(n).peaks])
+    assert np.median(expected) == pytest.approx(median, rel=0.2)
+    assert expected.min() < 0.5 and expected.max() > 30 * median  # fractions of a photon to bright spots
+
+
+def test_intensities_fall_with_resolution(detector: SimulatedJungfrau1M) -> None:
+    spots = [p for n in range(100) for p in detector.truth(n).peaks]
+    d = np.array([p.resolution for p in spots])
+    photons = np.array([p.expected_photons for p in spots])
+    assert photons[d > 8].mean() > 2 * photons[d < 3].mean()
+
+
+def test_truth_photons_are_the_spots_own_poisson_draws(detector: SimulatedJungfrau1M) -> None:
+    truths = [detector.truth(n) for n in range(200)]
+    spots = [p for t in truths for p in t.peaks]
+    photons = np.array([p.photons for p in spots])
+    expected = np.array([p.expected_photons for p in spots])
+    assert (photons == np.rint(photons)).all()
+    assert photons.sum() == pytest.approx(expected.sum(), rel=0.01)
+    assert 0.05 < np.mean(photons == 0) and np.mean(np.abs(photons - expected)) > 0.5  # draws, not the means
+
+
+def test_spots_raise_pixels_above_background_where_truth_says(detector: SimulatedJungfrau1M) -> None:
     n = _first_hit(detector)
     raw, truth = detector.frame(n)
     photons = _reference_photons(detector, raw)
-    strong = [p for p in truth.peaks if 200 < p.photons < 5000]
-    assert strong
-    for peak in strong:
+    positions = np.array([(p.y, p.x) for p in truth.peaks])
+    checked = 0
+    for peak in truth.peaks:
+        others = np.hypot(*(positions - (peak.y, peak.x)).T)
+        if not (peak.whole and 5 < peak.photons < 500 and np.sort(others)[1] > 12):
+            continue
         r, c = round(peak.y), round(peak.x)
         box = photons[r - 4 : r + 5, c - 4 : c + 5]
-        assert box.sum() == pytest.approx(peak.photons, rel=0.25)
+        background = 81 * float(detector.background[r, c])
+        assert box.sum() == pytest.approx(peak.photons + background, abs=3 + 4 * background**0.5)
+        checked += 1
+    assert checked >= 10
 
 
 def _reference_photons(detector: SimulatedJungfrau1M, raw: np.ndarray) -> np.ndarray:
@@ -71,11 +126,12 @@ def _reference_photons(detector: SimulatedJungfrau1M, raw: np.ndarray) -> np.nda
     return ((raw & 0x3FFF) - pedestal) / (gain * detector.photon_energy_kev)
 
 
-def test_bright_peaks_switch_gain_to_g1_and_g2(detector: SimulatedJungfrau1M) -> None:
-    n = next(n for n in range(200) if any(p.photons > 20000 for p in detector.truth(n).peaks))
-    raw, truth = detector.frame(n)
-    bright = max(truth.peaks, key=lambda p: p.photons)
-    r, c = round(bright.y), round(bright.x)
+def test_bright_spots_switch_gain_to_g1_and_g2() -> None:
+    bright = SimulatedJungfrau1M(seed=3, hit_fraction=1.0, crystal=CrystalSettings(median_photons=300.0), pool_size=1)
+    raw, truth = bright.frame(0)
+    spot = max(truth.peaks, key=lambda p: p.photons)
+    assert spot.photons > 5000
+    r, c = round(spot.y), round(spot.x)
     stages = set(np.unique(raw[r - 3 : r + 4, c - 3 : c + 4] >> 14).tolist())
     assert stages == {0, 1, 3}, stages
 
@@ -123,6 +179,7 @@ def test_truth_is_json_safe(detector: SimulatedJungfrau1M) -> None:
     decoded = json.loads(json.dumps(truth.to_json()))
     assert decoded["is_hit"] is True and len(decoded["peaks"]) == len(truth.peaks)
     assert decoded["peaks"][0]["photons"] == truth.peaks[0].photons
+    assert decoded["peaks"][0]["resolution"] == truth.peaks[0].resolution and len(decoded["orientation"]) == 9
 
 
 def test_written_gain_files_hold_six_float64_module_arrays(detector: SimulatedJungfrau1M, tmp_path) -> None:
@@ -132,3 +189,4 @@ def test_written_gain_files_hold_six_float64_module_arrays(detector: SimulatedJu
     np.testing.assert_array_equal(gains[:3], detector.gain[:, 512:])
     assert 30 < gains[0].mean() < 50 and -2 < gains[1].mean() < -1 and -0.2 < gains[2].mean() < 0
     np.testing.assert_array_equal(np.load(files["pedestal_files"][0]), detector.pedestal[:, :512])
+    np.testing.assert_array_equal(np.load(files["noise_files"][1]), detector.noise[:, 512:])

@@ -25,6 +25,7 @@ large crystals switch gain and saturate).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,12 +123,14 @@ class CrystalModel:
 
     ``max_radius_px`` (the detector's corner) bounds the resolution of the
     reflection table; construction draws the table and sets the photon scale
-    so that the median spot holds ``settings.median_photons``.
+    so that the median spot that lands on the detector (``on_detector``, a
+    test of lab positions y, x in pixels; everywhere if None) holds
+    ``settings.median_photons``.
     """
 
     def __init__(
         self, settings: CrystalSettings, *, photon_energy_kev: float, distance_m: float, pixel_size_m: float,
-        max_radius_px: float, seed: int,
+        max_radius_px: float, seed: int, on_detector: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     ) -> None:
         if settings.space_group not in _ABSENCES:
             raise ValueError(f"unknown space group {settings.space_group!r}: use one of {', '.join(_ABSENCES)}")
@@ -153,7 +156,8 @@ class CrystalModel:
         self._reach = 1.01 * math.sqrt(-2 * math.log(_MIN_PARTIALITY)) * self._width
         """Largest excitation error a recorded spot can have, per reflection (1/A), with 1 % to spare."""
         self._photon_scale = 1.0
-        unscaled = np.concatenate([self.spots(rng).photons for _ in range(_CALIBRATION_SHOTS)])
+        shots = [self.spots(rng) for _ in range(_CALIBRATION_SHOTS)]
+        unscaled = np.concatenate([s.photons[on_detector(s.y, s.x)] if on_detector else s.photons for s in shots])
         self._photon_scale = settings.median_photons / float(np.median(unscaled))
 
     @staticmethod

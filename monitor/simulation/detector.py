@@ -264,6 +264,7 @@ class SimulatedJungfrau1M:
         self.crystal = CrystalModel(
             self.crystal_settings, photon_energy_kev=photon_energy_kev, distance_m=distance_m,
             pixel_size_m=PIXEL_SIZE_M, max_radius_px=float(self.radius.max()) + 1, seed=seed,
+            on_detector=lambda y, x: self._raw_positions(y, x)[4],
         )
 
         self._pool_counts = rng.poisson(self.background, size=(pool_size, *FRAME_SHAPE)).astype(np.uint8)
@@ -320,7 +321,7 @@ class SimulatedJungfrau1M:
         if not is_hit:
             return FrameTruth(frame_number, False, (), lost), _NO_INDEX, _NO_INDEX
         spots = self.crystal.spots(rng)
-        y, x, row, col, keep = self._on_modules(spots)
+        y, x, row, col, keep = self._raw_positions(spots.y, spots.x)
         expected, sigma, resolution = spots.photons[keep], spots.sigma[keep], spots.resolution[keep]
         index, mean = _peak_patches(y, x, expected, sigma, FRAME_SHAPE[1])
         drawn = np.random.default_rng([self.seed, frame_number, 5]).poisson(mean)
@@ -336,15 +337,15 @@ class SimulatedJungfrau1M:
         )
         return FrameTruth(frame_number, True, peaks, lost, tuple(float(v) for v in spots.orientation.ravel())), index, drawn
 
-    def _on_modules(self, spots: Spots) -> tuple[np.ndarray, ...]:
-        """Raw (y, x) of the spots that land on a module at least the patch radius from its edges,
-        their nearest pixel (row, column), and which spots those are."""
+    def _raw_positions(self, lab_y: np.ndarray, lab_x: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Raw (y, x) of the lab positions that land on a module at least the patch radius from its
+        edges, their nearest pixel (row, column), and which positions those are."""
         centre_y = (FRAME_SHAPE[0] + self.module_gap_px - 1) / 2
         centre_x = (FRAME_SHAPE[1] - 1) / 2
-        y = spots.y + centre_y
+        y = lab_y + centre_y
         module = (y > MODULE_SHAPE[0] - 0.5 + self.module_gap_px / 2).astype(np.intp)
         y = y - module * self.module_gap_px
-        x = spots.x + centre_x
+        x = lab_x + centre_x
         local = np.rint(y).astype(np.intp) - module * MODULE_SHAPE[0]
         col = np.rint(x).astype(np.intp)
         keep = (
