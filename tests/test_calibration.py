@@ -10,6 +10,7 @@ import pytest
 
 from monitor.errors import ConfigurationError
 from monitor.simulation import SimulatedJungfrau1M
+from monitor.simulation.crystal import CrystalSettings
 from sources.calibration import CalibrationParameters, JungfrauCalibration
 from sources.jungfrau1m import FrameBands
 from captures import RECEIVER, read_capture
@@ -33,7 +34,9 @@ def _write_flat_maps(
 
 @pytest.fixture(scope="module")
 def detector() -> SimulatedJungfrau1M:
-    return SimulatedJungfrau1M(seed=8, hit_fraction=1.0, lost_packet_rate=0.02)
+    return SimulatedJungfrau1M(
+        seed=8, hit_fraction=1.0, lost_packet_rate=0.02, crystal=CrystalSettings(median_photons=1000.0)
+    )
 
 
 @pytest.fixture(scope="module")

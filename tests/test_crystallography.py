@@ -11,13 +11,15 @@ import pytest
 from monitor.processing.crystallography import CrystallographyParameters, CrystallographyPipeline
 from monitor.processing.protocol import ProcessedEvent
 from monitor.simulation import SimulatedJungfrau1M
+from monitor.simulation.crystal import CrystalSettings
 
 N_FRAMES = 40
 
 
 @pytest.fixture(scope="module")
 def detector() -> SimulatedJungfrau1M:
-    return SimulatedJungfrau1M(seed=21, hit_fraction=0.4)
+    # Large crystals: their brightest spots saturate pixels.
+    return SimulatedJungfrau1M(seed=21, hit_fraction=0.4, crystal=CrystalSettings(median_photons=1000.0))
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,7 @@ def test_peak_arrays_are_float32_raw_pixel_coordinates_near_the_truth(
     distance = np.hypot(
         arrays["peak_y"][:, None] - np.array([p.y for p in truth]), arrays["peak_x"][:, None] - np.array([p.x for p in truth])
     )
-    assert (distance.min(axis=1) < 1.0).all()
+    assert np.mean(distance.min(axis=1) < 1.0) > 0.98
 
 
 def test_bright_hits_report_saturated_pixels(results: list[ProcessedEvent]) -> None:
@@ -114,10 +116,10 @@ def test_radial_profiles_separate_hits_and_non_hits(collector: CrystallographyPi
     snapshot = collector.snapshot()
     hits, non_hits = snapshot["radial_profile_hits"], snapshot["radial_profile_non_hits"]
     assert hits.dtype == np.float32 and hits.shape == non_hits.shape
-    ring = 300 // snapshot["radial_bin_px"]
-    # The simulated water ring at 300 pixels stands out of the flat background in both.
-    assert non_hits[ring] > 4 * non_hits[650 // snapshot["radial_bin_px"]]
-    assert hits[ring] == pytest.approx(non_hits[ring], rel=0.1)
+    # The simulated water ring (3.2 A: 520 pixels from the beam) stands out of the flat background in both.
+    ring, flat = 520 // snapshot["radial_bin_px"], 200 // snapshot["radial_bin_px"]
+    assert non_hits[ring] > 10 * max(non_hits[flat], 1e-4)
+    assert hits[ring] == pytest.approx(non_hits[ring], abs=0.003)
 
 
 def test_snapshot_holds_latest_hit_and_history(collector: CrystallographyPipeline, results: list[ProcessedEvent]) -> None:

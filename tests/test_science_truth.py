@@ -1,15 +1,13 @@
-"""Proof against ground truth: peaks and hit rate of the whole worker pipeline on 1,200 simulated frames.
+"""Proof against ground truth, at the defaults: peaks, hit rate and d_min of the whole worker pipeline on
+1,000 crystal-simulator frames of each strength, weak (median spot 3 photons), medium (8) and strong (50).
 
-The frames come straight from :class:`monitor.simulation.SimulatedJungfrau1M`
-with its documented mix of peak strengths: 25 % hits with 20-80 peaks, other
-frames 0-3 stray peaks; photons per peak log-uniform in 10-3,000, 8 % of them
-log-uniform in 3,000-100,000 (G1, G2 and saturation); widths 0.6-1.2 pixels;
-Poisson background with a water ring; dead, noisy and never-switching pixels
-masked by the calibration; 0.5 % of packets lost.
-
-A found peak matches a true one within 2 pixels.  Recall is over the true
-peaks with SNR >= 7 (the simulator's ideal SNR, see ``PeakTruth``); precision
-is over all found peaks (a found weak peak is a true peak too).
+Frames come straight from :class:`monitor.simulation.SimulatedJungfrau1M`
+(lysozyme in a random orientation per hit, 25 % hits, 0.2 % of packets lost,
+dead, noisy and never-switching pixels), calibrated from the files it writes
+(gain, pedestal, noise, bad pixels, as the dark tool and PSI ship them).
+Every peakfinder8 and hit-finding parameter is at its default.  The figures
+are those of :class:`monitor.processing.science.TruthComparison`: recall over
+the whole true spots of 5 photons and more, precision over every found peak.
 """
 
 from __future__ import annotations
@@ -20,55 +18,40 @@ import numpy as np
 import pytest
 
 from monitor.processing.crystallography import CrystallographyParameters, CrystallographyPipeline
+from monitor.processing.science import TruthComparison
 from monitor.simulation import SimulatedJungfrau1M
 
-N_FRAMES = 1200
-MATCH_PX = 2.0
+N_FRAMES = 1000
+RANKS = {"node_rank": 1, "node_pool_size": 2}
 
 
-def test_peaks_and_hit_rate_match_the_truth(tmp_path: Path) -> None:
-    detector = SimulatedJungfrau1M(seed=2026, hit_fraction=0.25, lost_packet_rate=0.005)
+@pytest.mark.parametrize("setting", ["weak", "medium", "strong"])
+def test_defaults_find_the_truth(setting: str, tmp_path: Path) -> None:
+    detector = SimulatedJungfrau1M(seed=2026, crystal=setting, hit_fraction=0.25, lost_packet_rate=0.002)
     parameters = CrystallographyParameters(calibration=detector.write_calibration(tmp_path), send_hit_frames=False)
     worker = CrystallographyPipeline(parameters=parameters)
-    worker.initialize_processing_node(node_rank=1, node_pool_size=2)
-    collector = CrystallographyPipeline(parameters=parameters)
-    collector.initialize_collecting_node(node_rank=0, node_pool_size=2)
-
-    strong = strong_found = found = found_true = true_hits = 0
+    worker.initialize_processing_node(**RANKS)
+    comparison = TruthComparison()
     buffer = np.empty((1024, 1024), dtype=np.uint16)
     for number in range(N_FRAMES):
         raw, truth = detector.frame(number, out=buffer)
-        result = worker.process_data(
-            node_rank=1, node_pool_size=2, data={"detector_data": raw, "timestamp": 0.0, "event_id": number}
-        )
-        collector.collect_data(node_rank=0, node_pool_size=2, processed_data=result)
-        true_hits += truth.is_hit
-        x, y = result.arrays["peak_x"], result.arrays["peak_y"]
-        found += x.size
-        if not truth.peaks:
-            continue
-        true_y = np.array([p.y for p in truth.peaks])
-        true_x = np.array([p.x for p in truth.peaks])
-        snr = np.array([p.snr for p in truth.peaks])
-        if x.size:
-            distance = np.hypot(true_y[:, None] - y[None, :], true_x[:, None] - x[None, :])
-            found_true += int((distance.min(axis=0) < MATCH_PX).sum())
-            matched = distance.min(axis=1) < MATCH_PX
-        else:
-            matched = np.zeros(len(true_y), dtype=bool)
-        strong += int((snr >= 7).sum())
-        strong_found += int(matched[snr >= 7].sum())
+        result = worker.process_data(**RANKS, data={"detector_data": raw, "timestamp": 0.0, "event_id": number})
+        values = result.values
+        counts = TruthComparison.frame_counts(result.arrays["peak_y"], result.arrays["peak_x"], values["is_hit"], truth)
+        true_d_min = TruthComparison.true_d_min(truth) if truth.is_hit else np.nan
+        comparison.add_counts(counts, d_min=values["d_min"] or np.nan, true_d_min=true_d_min)
 
-    recall = strong_found / strong
-    precision = found_true / found
-    true_rate = true_hits / N_FRAMES
-    error_points = 100 * abs(collector.hit_rate - true_rate)
+    figures = comparison.figures()
+    by_photons = {label: entry["recall"] for label, entry in figures["recall_by_photons"].items()}
     print(
-        f"\n{N_FRAMES} frames: recall {recall:.4f} ({strong_found}/{strong} peaks with SNR >= 7), "
-        f"precision {precision:.4f} ({found_true}/{found} found peaks), "
-        f"hit rate {collector.hit_rate:.4f} vs true {true_rate:.4f} ({error_points:.2f} percentage points)"
+        f"\n{setting}: {N_FRAMES} frames, recall (>= 5 photons) {figures['recall_5_photons_and_more']:.4f}, "
+        f"by photons {by_photons}, precision {figures['precision']:.4f} ({figures['found_peaks']} found), "
+        f"hit-rate error {figures['hit_rate_error_pp']:+.2f} pp (true rate {figures['true_hit_rate']:.3f}), "
+        f"d_min median relative error {figures['d_min_median_relative_error']:.4f} "
+        f"over {figures['d_min_hits_compared']} hits"
     )
-    assert recall >= 0.95
-    assert precision >= 0.95
-    assert error_points < 1.0
-    assert true_hits > 250 and strong > 10000
+    assert figures["recall_5_photons_and_more"] >= 0.95
+    assert figures["precision"] >= 0.98
+    assert abs(figures["hit_rate_error_pp"]) < 1.0
+    assert figures["d_min_median_relative_error"] < 0.05
+    assert figures["d_min_hits_compared"] > 200 and figures["recall_by_photons"]["5-10"]["spots"] > 2000

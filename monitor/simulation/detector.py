@@ -10,11 +10,12 @@ Content of a frame, built from three deterministic random streams keyed by
 ``(seed, frame_number)`` so the truth can be recomputed on any rank:
 
 * **background**: Poisson photons from diffuse scattering, a flat level plus the
-  water ring (at ``water_ring_d_a``, 3.2 A, through the geometry) (:attr:`SimulatedJungfrau1M.background`).
-  A small pool of background frames is made once at construction; each frame
-  copies each of its 16 bands of 64 rows from a pool frame picked at random,
-  so noise patterns do not repeat with a period, and a frame costs a 2 MB
-  copy plus its peaks.
+  water ring (at ``water_ring_d_a``, 3.2 A, through the geometry)
+  (:attr:`SimulatedJungfrau1M.background`), drawn afresh for every frame.
+  The electronic noise of the pixels without photons comes from a small pool
+  of frames made once at construction: each frame copies each of its 16 bands
+  of 64 rows from a pool frame picked at random, so a frame costs a 2 MB copy
+  plus its photons.
 * **electronic noise**: a few ADU per pixel and gain stage, some pixels much
   noisier (``noisy`` in :attr:`SimulatedJungfrau1M.bad_pixels`).
 * **Bragg peaks** on a fraction ``hit_fraction`` of frames (the hits): the
@@ -24,7 +25,7 @@ Content of a frame, built from three deterministic random streams keyed by
   ``medium``, ``strong``).  Other frames hold no crystal.  Each spot is a
   Gaussian of its own width, integrated over the pixels, with Poisson photons;
   spots that overlap add up.  Spots whose centre is in the module gap or
-  within 5 pixels of a module edge are left out (pixels and truth alike).
+  within 4 pixels of a module edge are left out (pixels and truth alike).
 * **gain switching**: a pixel leaves G0 when its ADC would pass 14,000 and
   G1 when its ADC would fall under 1,500; in G2 an ADC at or below 0 reads
   ``0xC000`` (saturated), as on the real detector.
@@ -63,7 +64,7 @@ LOST_PIXEL = 0xFFFF
 _ADC_MAX = 0x3FFF
 _G0_SWITCH_ADC = 14000.0
 _G1_SWITCH_ADC = 1500.0
-_PATCH_RADIUS_PX = 5
+_PATCH_RADIUS_PX = 4
 _BAND_ROWS = 64
 _NO_INDEX = np.empty(0, dtype=np.int64)
 PIXEL_SIZE_M = 75e-6
@@ -189,7 +190,7 @@ class SimulatedJungfrau1M:
         photon_energy_kev: float = SIMULATED_PHOTON_ENERGY_KEV,
         distance_m: float = 0.120,
         background_photons: float = 0.005,
-        ring_photons: float = 0.015,
+        ring_photons: float = 0.01,
         water_ring_d_a: float = 3.2,
         water_ring_width: float = 0.03,
         module_gap_px: float = 36.0,
@@ -267,11 +268,11 @@ class SimulatedJungfrau1M:
             on_detector=lambda y, x: self._raw_positions(y, x)[4],
         )
 
-        self._pool_counts = rng.poisson(self.background, size=(pool_size, *FRAME_SHAPE)).astype(np.uint8)
+        self._background_cdf = np.cumsum(self.background.ravel(), dtype=np.float64)
         self._pool_raw = np.empty((pool_size, *FRAME_SHAPE), dtype=np.uint16)
+        no_photons = np.zeros(n_pixels)
         for k in range(pool_size):
-            energy = self._pool_counts[k].ravel() * np.float64(photon_energy_kev)
-            self._pool_raw[k].flat[:] = self._encode(energy, slice(None), rng.standard_normal(n_pixels))
+            self._pool_raw[k].flat[:] = self._encode(no_photons, slice(None), rng.standard_normal(n_pixels))
             self._pool_raw[k].flat[self._dead] = 0
 
     def _lab_coordinates(self) -> tuple[np.ndarray, np.ndarray]:
@@ -369,19 +370,24 @@ class SimulatedJungfrau1M:
         for band, pool in enumerate(bands):
             rows = slice(band * _BAND_ROWS, (band + 1) * _BAND_ROWS)
             raw[rows] = self._pool_raw[pool, rows]
-        if truth.peaks:
-            self._add_spots(raw, rng, bands, index, drawn)
+        self._add_photons(raw, frame_number, index, drawn)
         for block in truth.lost_packets:
             raw[block * ROWS_PER_PACKET : (block + 1) * ROWS_PER_PACKET] = LOST_PIXEL
         return raw, truth
 
-    def _add_spots(
-        self, raw: np.ndarray, rng: np.random.Generator, bands: np.ndarray, index: np.ndarray, drawn: np.ndarray
-    ) -> None:
-        """Add the spots' photons to the background under them and re-encode those pixels."""
-        pixels, where = np.unique(index, return_inverse=True)  # overlapping spots add up
-        rows, cols = np.divmod(pixels, FRAME_SHAPE[1])
-        counts = self._pool_counts[bands[rows // _BAND_ROWS], rows, cols] + np.bincount(where, weights=drawn)
+    def _add_photons(self, raw: np.ndarray, frame_number: int, index: np.ndarray, drawn: np.ndarray) -> None:
+        """Add this frame's own background photons and the spots' photons; re-encode those pixels.
+
+        The background is drawn afresh for every frame (its total from Poisson,
+        each photon's pixel from the background map), so no chance cluster of
+        background photons repeats from frame to frame.
+        """
+        rng = np.random.default_rng([self.seed, frame_number, 6])
+        n_background = rng.poisson(self._background_cdf[-1])
+        where_in_cdf = np.sort(rng.random(n_background)) * self._background_cdf[-1]  # sorted: cache-friendly lookups
+        background = np.searchsorted(self._background_cdf, where_in_cdf)
+        pixels, where = np.unique(np.concatenate([background, index]), return_inverse=True)  # photons add up
+        counts = np.bincount(where, weights=np.concatenate([np.ones(n_background), drawn]))
         raw.ravel()[pixels] = self._encode(counts * self.photon_energy_kev, pixels, rng.standard_normal(len(pixels)))
         dead_hit = np.isin(self._dead, pixels)
         raw.ravel()[self._dead[dead_hit]] = 0
