@@ -219,6 +219,18 @@ def test_saturated_pixels_and_photon_sum_are_counted_in_the_same_pass(tmp_path: 
     assert calibration.photon_sum == pytest.approx(5 * 200.0 + 2.0)
 
 
+def test_noise_map_in_photons_beside_the_calibration(detector: SimulatedJungfrau1M, tmp_path: Path) -> None:
+    files = detector.write_calibration(tmp_path)
+    calibration = JungfrauCalibration(CalibrationParameters(**files))
+    good = ~detector.bad_pixel_mask
+    expected = detector.noise[0] / (detector.gain[0] * detector.photon_energy_kev)
+    np.testing.assert_allclose(calibration.noise_photons[good], expected[good], rtol=1e-5)
+    assert (calibration.noise_photons[~good] == 0).all()
+    assert JungfrauCalibration(CalibrationParameters(**{**files, "noise_files": None})).noise_photons is None
+    with pytest.raises(ConfigurationError, match="one noise file per module"):
+        JungfrauCalibration(CalibrationParameters(**{**files, "noise_files": files["noise_files"][:1]}))
+
+
 def test_adc_only_keeps_adc_values_and_the_mask() -> None:
     calibration = JungfrauCalibration.adc_only()
     raw = np.full((1024, 1024), 0x4000 | 1234, dtype=np.uint16)

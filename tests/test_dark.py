@@ -108,6 +108,7 @@ def test_command_line_writes_files_the_calibration_reads(detector: SimulatedJung
     calibration = JungfrauCalibration(
         CalibrationParameters(
             gain_files=files["gain_files"], pedestal_files=sorted(str(p) for p in tmp_path.glob("pedestal_m*.npy")),
+            noise_files=sorted(str(p) for p in tmp_path.glob("noise_m*.npy")),
             mask_file=tmp_path / "bad_pixels.npy", photon_energy_kev=12.4,
         )
     )
@@ -115,6 +116,14 @@ def test_command_line_writes_files_the_calibration_reads(detector: SimulatedJung
     assert abs(float(photons[valid].mean())) < 0.005 and float(photons[valid].std()) < 0.02
     with h5py.File(tmp_path / "bad_pixels.h5", "r") as crystfel_mask:  # the same mask, as a geometry names it
         np.testing.assert_array_equal(crystfel_mask["mask"][()], np.load(tmp_path / "bad_pixels.npy").astype(np.uint16))
+    # The noise map beside the pedestals: each pixel's G0 noise in photons (from 5 frames: a rough estimate).
+    good = ~detector.bad_pixel_mask
+    truth_photons = detector.noise[0] / (detector.gain[0] * 12.4)
+    ratio = calibration.noise_photons[good] / truth_photons[good]
+    assert 0.7 < float(np.median(ratio)) < 1.0
+    noise = np.load(tmp_path / "noise_m0.npy")
+    assert noise.shape == (3, 512, 1024)
+    assert np.median(noise[0][detector.bad_pixels["noisy"][:512]]) > 10 * np.median(noise[0])
 
 
 def test_a_missing_stage_is_one_clear_error(detector: SimulatedJungfrau1M, tmp_path: Path, capsys) -> None:

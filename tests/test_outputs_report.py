@@ -1,4 +1,4 @@
-"""The end-of-run report: every summary figure in summary.json, the three plots in report.png."""
+"""The end-of-run report: every summary figure in summary.json, the plots in report.png."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def test_report_png_draws_history_powder_and_profile(tmp_path: Path) -> None:
     report.on_tick(status={}, snapshot=synthetic_snapshot(shape=(256, 256)))
     report.close(summary={"events": 1})
     full = imread(tmp_path / "report.png")
-    assert full.shape[:2] == (1000, 1400)
+    assert full.shape[:2] == (1000, 2000)
     empty = RunReport()
     empty.open(run_dir=tmp_path / "empty")
     (tmp_path / "empty").mkdir()
@@ -43,3 +43,24 @@ def test_report_png_draws_history_powder_and_profile(tmp_path: Path) -> None:
 def test_flatten_figures_keeps_scalars_under_dotted_names() -> None:
     assert flatten_figures({"a": 1, "b": {"c": 2.5, "d": {"e": None}}, "f": np.zeros(3)}) == {
         "a": 1, "b.c": 2.5, "b.d.e": None}
+
+
+def test_report_draws_resolution_shells_and_recall_against_the_truth(tmp_path: Path) -> None:
+    snapshot = synthetic_snapshot(shape=(256, 256))
+    plain = RunReport()
+    plain.open(run_dir=tmp_path / "plain")
+    (tmp_path / "plain").mkdir()
+    plain.on_tick(status={}, snapshot=snapshot)
+    plain.close(summary={"events": 1})
+    science = RunReport()
+    science.open(run_dir=tmp_path / "science")
+    (tmp_path / "science").mkdir()
+    shells = np.array([np.inf, 10.0, 6.0, 4.0, 3.0, 0.0])
+    science.on_tick(status={}, snapshot={**snapshot, "resolution_shells_a": shells,
+                                         "peaks_per_resolution_shell": np.array([50, 120, 300, 200, 40])})
+    truth = {"recall_by_photons": {"<5": {"spots": 10, "recall": 0.1}, "5-10": {"spots": 10, "recall": 0.97},
+                                   ">10": {"spots": 10, "recall": 1.0}}, "precision": 0.99, "hit_rate_error_pp": 0.0}
+    science.close(summary={"events": 1, "d_min_median_a": 3.1, "truth": truth})
+    drawn = [(imread(tmp_path / name / "report.png")[..., :3].std(axis=2) > 0.1).sum() for name in ("plain", "science")]
+    assert drawn[1] > drawn[0] + 20_000  # two bar charts where the plain report says "not available"
+    assert json.loads((tmp_path / "science" / "summary.json").read_text())["truth"]["precision"] == 0.99

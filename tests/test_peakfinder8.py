@@ -143,3 +143,40 @@ def test_bad_input_is_refused() -> None:
         finder.find(np.zeros((10, 10), np.float32), np.ones((10, 10), bool))
     with pytest.raises(ValueError, match="tile"):
         PeakFinder8(PeakFinder8Parameters(asic_shape=(100, 256)), radius=_radius())
+
+
+def _photon_frame(rng: np.random.Generator, noise: float) -> np.ndarray:
+    """Photon-counting data: no background photons, electronic noise of ``noise`` photons."""
+    return rng.normal(0.0, noise, SHAPE).astype(np.float32)
+
+
+def test_weak_spots_pass_a_floor_in_units_of_the_noise_and_not_the_old_absolute_one() -> None:
+    frame = _photon_frame(np.random.default_rng(12), 0.01)
+    frame[60:62, 60:62] += np.array([[3.0, 1.0], [1.0, 1.0]], np.float32)  # a 6-photon spot
+    noise = np.full(SHAPE, 0.01, np.float32)
+    parameters = {"asic_shape": (128, 256), "statistics_row_step": 1}
+    found = PeakFinder8(PeakFinder8Parameters(**parameters), radius=_radius(), noise=noise).find(frame, np.ones(SHAPE, bool))
+    assert found.n_found == 1 and abs(found.y[0] - 60.33) < 0.1 and found.intensity[0] == pytest.approx(6.0, abs=0.1)
+    old = PeakFinder8(PeakFinder8Parameters(adc_threshold=2.5, min_pixel_count=3, **parameters), radius=_radius())
+    assert old.find(frame, np.ones(SHAPE, bool)).n_found == 0
+
+
+def test_lone_background_photons_make_no_peak() -> None:
+    rng = np.random.default_rng(13)
+    frame = _photon_frame(rng, 0.01)
+    rows, cols = rng.integers(0, 256, (2, 300))
+    frame[rows, cols] += 1.0  # lone photons, some of them neighbours
+    frame[200, 40:44] += 1.0  # four in a row: 4 photons, under min_peak_intensity
+    finder = PeakFinder8(PeakFinder8Parameters(asic_shape=(128, 256)), radius=_radius(), noise=np.full(SHAPE, 0.01, np.float32))
+    assert finder.find(frame, np.ones(SHAPE, bool)).n_found == 0
+
+
+def test_threshold_floor_comes_from_noise_fallback_or_absolute_threshold() -> None:
+    noise = np.random.default_rng(14).uniform(0.01, 0.02, SHAPE).astype(np.float32)
+    defaults = PeakFinder8Parameters(asic_shape=(128, 256))
+    np.testing.assert_allclose(PeakFinder8(defaults, radius=_radius(), noise=noise).floor, 5.0 * noise, rtol=1e-6)
+    assert (PeakFinder8(defaults, radius=_radius()).floor == 0.5).all()
+    absolute = defaults.model_copy(update={"adc_threshold": 2.5})
+    assert (PeakFinder8(absolute, radius=_radius(), noise=noise).floor == 2.5).all()
+    with pytest.raises(ValueError, match="noise map"):
+        PeakFinder8(defaults, radius=_radius(), noise=np.ones((10, 10), np.float32))
