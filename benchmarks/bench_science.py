@@ -4,12 +4,16 @@ Prints the median milliseconds per JUNGFRAU 1M frame of
 1. calibration (raw uint16 -> photons + mask, one compiled pass), next to the
    plain copy of a float32 frame (the memory-traffic floor's scale) and OM's
    method (three ``numpy.where`` over the frame) for reference;
-2. peakfinder8 on the calibrated frame;
+2. peakfinder8 on the calibrated frame, at its defaults (threshold floor in
+   units of each pixel's noise, from the noise files), next to the old
+   absolute 2.5-photon floor with ``min_pixel_count: 3`` for reference: what
+   the noise-based thresholds cost;
 3. the whole worker pipeline (:meth:`CrystallographyPipeline.process_data`:
-   calibration, peak finding, hit call, result arrays, frame copy for hits);
-with the targets next to them.  Frames come from the simulated detector (25 %
-hits), cycled so the caches see a stream of different frames.  Run it on an
-otherwise idle machine: other processes on the same cores inflate every figure.
+   calibration, peak finding, hit call, d_min, result arrays, frame copy for hits);
+with the targets next to them.  Frames come from the crystal simulator (medium
+strength, 25 % hits), cycled so the caches see a stream of different frames.
+Run it on an otherwise idle machine: other processes on the same cores inflate
+every figure.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from monitor.processing.crystallography import CrystallographyParameters, CrystallographyPipeline  # noqa: E402
-from monitor.processing.peakfinder8 import PeakFinder8  # noqa: E402
+from monitor.processing.peakfinder8 import PeakFinder8, PeakFinder8Parameters  # noqa: E402
 from monitor.simulation import SimulatedJungfrau1M  # noqa: E402
 from sources.calibration import CalibrationParameters, JungfrauCalibration  # noqa: E402
 from sources.geometry import DetectorGeometry, default_geometry_path  # noqa: E402
@@ -73,7 +77,9 @@ def main() -> None:
         parameters = CrystallographyParameters(calibration=files)
         pipeline = CrystallographyPipeline(parameters=parameters)
         pipeline.initialize_processing_node(node_rank=1, node_pool_size=2)
-    finder = PeakFinder8(parameters.peakfinder8, radius=DetectorGeometry.from_crystfel(default_geometry_path()).radius)
+    radius = DetectorGeometry.from_crystfel(default_geometry_path()).radius
+    finder = PeakFinder8(parameters.peakfinder8, radius=radius, noise=calibration.noise_photons)
+    absolute = PeakFinder8(PeakFinder8Parameters(adc_threshold=2.5, min_pixel_count=3), radius=radius)
     calibrated = [tuple(a.copy() for a in calibration.calibrate(raw)) for raw in raws]
     copy_target = np.empty((1024, 1024), np.float32)
     n = len(raws)
@@ -90,6 +96,7 @@ def main() -> None:
         ),
     }
     references = {
+        "peak finding, old 2.5-photon floor": median_ms(lambda i: absolute.find(*calibrated[i % n]), args.repeats),
         "float32 frame copy (4 MiB)": median_ms(lambda i: np.copyto(copy_target, calibrated[i % n][0]), args.repeats),
         "OM-style calibration (numpy.where)": median_ms(
             lambda i: om_calibration(raws[i % n], detector.pedestal, detector.gain, detector.photon_energy_kev),
