@@ -13,6 +13,7 @@ from monitor.processing.protocol import ProcessedEvent
 from monitor.processing.science import TruthComparison
 from monitor.simulation import SimulatedJungfrau1M
 from monitor.simulation.crystal import CrystalSettings
+from sources.geometry import DetectorGeometry, default_geometry_path
 
 N_FRAMES = 40
 
@@ -211,3 +212,14 @@ def test_with_the_simulator_as_source_the_summary_compares_with_its_truth() -> N
     assert figures["recall_by_photons"][">50"]["recall"] == 1.0 and figures["recall_by_photons"]["<5"]["spots"] > 100
     with pytest.raises(ValueError, match="unknown crystal setting"):
         CrystallographyParameters(calibration={"simulator_seed": 4, "crystal": "huge"})
+
+
+def test_powder_by_radius_counts_every_peak_per_pixel_of_its_ring(
+    collector: CrystallographyPipeline, results: list[ProcessedEvent]
+) -> None:
+    density = collector.snapshot()["powder_radial"]
+    radius = np.rint(DetectorGeometry.from_crystfel(default_geometry_path()).radius).astype(int)
+    pixels = np.bincount(radius.ravel())
+    peaks = np.concatenate([radius[np.rint(r.arrays["peak_y"]).astype(int), np.rint(r.arrays["peak_x"]).astype(int)]
+                            for r in results])
+    np.testing.assert_allclose(density * pixels, np.bincount(peaks, minlength=pixels.size))

@@ -30,7 +30,7 @@ def test_report_png_draws_history_powder_and_profile(tmp_path: Path) -> None:
     report.on_tick(status={}, snapshot=synthetic_snapshot(shape=(256, 256)))
     report.close(summary={"events": 1})
     full = imread(tmp_path / "report.png")
-    assert full.shape[:2] == (1000, 2000)
+    assert full.shape[:2] == (1000, 2400)
     empty = RunReport()
     empty.open(run_dir=tmp_path / "empty")
     (tmp_path / "empty").mkdir()

@@ -190,3 +190,18 @@ def test_written_gain_files_hold_six_float64_module_arrays(detector: SimulatedJu
     assert 30 < gains[0].mean() < 50 and -2 < gains[1].mean() < -1 and -0.2 < gains[2].mean() < 0
     np.testing.assert_array_equal(np.load(files["pedestal_files"][0]), detector.pedestal[:, :512])
     np.testing.assert_array_equal(np.load(files["noise_files"][1]), detector.noise[:, 512:])
+
+
+def test_spots_of_many_hits_fall_on_debye_scherrer_rings() -> None:
+    detector = SimulatedJungfrau1M(seed=6, hit_fraction=1.0, pool_size=0)
+    radius = np.array([np.hypot(*_lab(detector, p.y, p.x)) for n in range(150) for p in detector.truth(n).peaks])
+    spots = np.bincount(np.rint(radius).astype(int))[:90]
+    # Lysozyme's (110), (200), (111) and (002) rings at 12.4 keV, 120 mm, 75 um pixels; between them, nothing.
+    for ring in (28.6, 40.5, 51.0, 84.5):
+        assert spots[round(ring) - 1 : round(ring) + 2].sum() >= 5
+    assert spots[:28].sum() == spots[30:40].sum() == spots[65:71].sum() == 0
+
+
+def _lab(detector: SimulatedJungfrau1M, y: float, x: float) -> tuple[float, float]:
+    """Lab position (pixels from the beam) of a raw-frame position."""
+    return y + (detector.module_gap_px if y >= 512 else 0.0) - (1024 + detector.module_gap_px - 1) / 2, x - 511.5

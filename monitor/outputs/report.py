@@ -1,9 +1,10 @@
 """The end-of-run report: ``report.png`` and ``summary.json``.
 
 ``report.png`` draws the hit-rate history, the mean radial profiles, the
-virtual powder, the peaks of hits per resolution shell (with the median d_min
-per hit), the recall per photon bin against the simulator's truth (when the
-summary has it) and a table of the scalar figures.
+virtual powder (as an image, and by radius: peaks per pixel of each ring,
+where Debye-Scherrer rings stand out), the peaks of hits per resolution shell
+(with the median d_min per hit), the recall per photon bin against the
+simulator's truth (when the summary has it) and a table of the scalar figures.
 
 The report draws the last snapshot it was given in :meth:`RunReport.on_tick`,
 so the collector ticks once more with the final aggregates before closing.
@@ -73,22 +74,33 @@ class RunReport:
         self._run_dir = None
 
     def _plot(self, figures: dict[str, Any]) -> Figure:
-        figure = Figure(figsize=(20, 10), layout="constrained")
+        figure = Figure(figsize=(24, 10), layout="constrained")
         FigureCanvasAgg(figure)
-        history_axes, profile_axes, powder_axes, shells_axes, recall_axes, table_axes = figure.subplots(2, 3).flat
+        axes = figure.subplot_mosaic([["history", "profile", "powder", "rings"], ["shells", "recall", "table", "table"]])
+        history_axes, profile_axes, powder_axes, table_axes = axes["history"], axes["profile"], axes["powder"], axes["table"]
         figure.suptitle(f"Run {figures['run']}")
         history = hit_rate_curve(self._snapshot)
         _lines(history_axes, "Hit-rate history", "hit rate", [history] if history else [])
         _lines(profile_axes, "Mean radial profile", "intensity", radial_curves(self._snapshot))
         self._powder(powder_axes)
-        self._shells(shells_axes, figures.get("d_min_median_a"))
-        _recall(recall_axes, figures.get("truth"))
+        self._rings(axes["rings"])
+        self._shells(axes["shells"], figures.get("d_min_median_a"))
+        _recall(axes["recall"], figures.get("truth"))
         table_axes.axis("off")
         rows = [f"{name}: {_format(value)}" for name, value in flatten_figures(figures).items()]
         if len(rows) > _TABLE_ROWS:
             rows = [*rows[: _TABLE_ROWS - 1], f"... {len(rows) - _TABLE_ROWS + 1} more in summary.json"]
         table_axes.text(0.0, 1.0, "\n".join(rows), va="top", family="monospace", fontsize=9)
         return figure
+
+    def _rings(self, axes: Axes) -> None:
+        """The virtual powder around the beam: peaks per pixel of each ring, where Debye-Scherrer rings stand out."""
+        axes.set(title="Virtual powder, by radius", xlabel="radius (pixels)", ylabel="peaks per pixel")
+        density = self._snapshot.get("powder_radial")
+        if not (isinstance(density, np.ndarray) and density.ndim == 1 and density.any()):
+            _not_available(axes)
+            return
+        axes.plot(np.arange(density.size), density, linewidth=0.8)
 
     def _shells(self, axes: Axes, d_min: Any) -> None:
         title = "Peaks of hits per resolution shell"

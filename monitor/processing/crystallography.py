@@ -282,6 +282,9 @@ class CrystallographyPipeline:
         self._peakogram = np.zeros((n_rings, _PEAKOGRAM_LOG_BINS), dtype=np.uint32)
         self._latest_hit: ProcessedEvent | None = None
         self._d_map = self._resolution_map()
+        self._radius_px = np.rint(self._geometry.radius).astype(np.intp)
+        self._radius_pixels = np.bincount(self._radius_px.ravel())
+        self._powder_radial = np.zeros(self._radius_pixels.size, dtype=np.int64)
         self._d_min_counts = np.zeros(_D_MIN_EDGES_A.size - 1, dtype=np.int64)
         self._shell_peaks = np.zeros(len(RESOLUTION_SHELLS_A) - 1, dtype=np.int64)
         self._truth_comparison = TruthComparison()
@@ -306,6 +309,7 @@ class CrystallographyPipeline:
             cols = np.clip(np.rint(x).astype(np.intp), 0, self._powder.shape[1] - 1)
             np.add.at(self._powder, (rows, cols), 1)
             self._add_to_peakogram(rows, cols, arrays["peak_intensity"])
+            np.add.at(self._powder_radial, self._radius_px[rows, cols], 1)
         if is_hit:
             self._peaks_in_hits += values["n_peaks"]
             if "frame" in arrays or self._latest_hit is None or "frame" not in self._latest_hit.arrays:
@@ -328,6 +332,12 @@ class CrystallographyPipeline:
             shell = np.searchsorted(-np.asarray(RESOLUTION_SHELLS_A), -d, side="right") - 1
             shell = np.clip(shell, 0, self._shell_peaks.size - 1)
             self._shell_peaks += np.bincount(shell, minlength=self._shell_peaks.size)
+
+    def _powder_density(self) -> np.ndarray:
+        """Peaks per pixel in each 1-pixel ring around the beam (float64): the virtual powder's
+        Debye-Scherrer rings as sharp maxima; 0 where no pixel lies."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.nan_to_num(self._powder_radial / self._radius_pixels)
 
     def _d_min_quantile(self, q: float) -> float | None:
         """A quantile of d_min over the hits so far (A, to the histogram's 0.01 A), None before the first."""
@@ -402,7 +412,8 @@ class CrystallographyPipeline:
         and ``latest_hit_d_min_a`` (absent until a hit arrived) and
         ``latest_hit_frame`` (when that hit came with its frame),
         ``resolution_shells_a`` (shell edges, A, low to high resolution) with
-        ``peaks_per_resolution_shell`` (int64: peaks of hits per shell), and the
+        ``peaks_per_resolution_shell`` (int64: peaks of hits per shell),
+        ``powder_radial`` (float64: peaks per pixel of each 1-pixel ring from the beam), and the
         figures of :meth:`status` (``d_min_a``: median d_min of the hits so far).
         """
         snapshot: dict[str, Any] = {
@@ -415,6 +426,7 @@ class CrystallographyPipeline:
             "peakogram": self._peakogram.copy(),
             "peakogram_log_range": _PEAKOGRAM_LOG_RANGE,
             "hit_rate_history": np.array(self._history, dtype=np.float64).reshape(-1, 3),
+            "powder_radial": self._powder_density(),
             "resolution_shells_a": np.array(RESOLUTION_SHELLS_A),
             "peaks_per_resolution_shell": self._shell_peaks.copy(),
         }
