@@ -77,12 +77,12 @@ class RunReport:
         figure = Figure(figsize=(24, 10), layout="constrained")
         FigureCanvasAgg(figure)
         axes = figure.subplot_mosaic([["history", "profile", "powder", "rings"], ["shells", "recall", "table", "table"]])
-        history_axes, profile_axes, powder_axes, table_axes = axes["history"], axes["profile"], axes["powder"], axes["table"]
+        history_axes, profile_axes, table_axes = axes["history"], axes["profile"], axes["table"]
         figure.suptitle(f"Run {figures['run']}")
         history = hit_rate_curve(self._snapshot)
         _lines(history_axes, "Hit-rate history", "hit rate", [history] if history else [])
         _lines(profile_axes, "Mean radial profile", "intensity", radial_curves(self._snapshot))
-        self._powder(powder_axes)
+        self._powder(axes["powder"])
         self._rings(axes["rings"])
         self._shells(axes["shells"], figures.get("d_min_median_a"))
         _recall(axes["recall"], figures.get("truth"))

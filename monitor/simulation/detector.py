@@ -51,7 +51,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from monitor.simulation.crystal import CrystalModel, CrystalSettings, Spots, crystal_settings
+from monitor.simulation.crystal import CrystalModel, CrystalSettings, crystal_settings
 
 __all__ = ["FrameTruth", "PeakTruth", "SimulatedJungfrau1M", "GAIN_BITS", "LOST_PIXEL"]
 
@@ -318,7 +318,8 @@ class SimulatedJungfrau1M:
         where spots overlap).  A spot's ``photons`` are those it deposited, so the truth is exact."""
         rng = np.random.default_rng([self.seed, frame_number, 0])
         is_hit = bool(rng.random() < self.hit_fraction)
-        lost = tuple(int(b) for b in np.flatnonzero(rng.random(FRAME_SHAPE[0] // ROWS_PER_PACKET) < self.lost_packet_rate))
+        lost_blocks = rng.random(FRAME_SHAPE[0] // ROWS_PER_PACKET) < self.lost_packet_rate
+        lost = tuple(int(b) for b in np.flatnonzero(lost_blocks))
         if not is_hit:
             return FrameTruth(frame_number, False, (), lost), _NO_INDEX, _NO_INDEX
         spots = self.crystal.spots(rng)
@@ -327,8 +328,6 @@ class SimulatedJungfrau1M:
         index, mean = _peak_patches(y, x, expected, sigma, FRAME_SHAPE[1])
         drawn = np.random.default_rng([self.seed, frame_number, 5]).poisson(mean)
         photons = drawn.reshape(len(y), -1).sum(axis=1).astype(np.float64)
-        lost_blocks = np.zeros(FRAME_SHAPE[0] // ROWS_PER_PACKET, dtype=bool)
-        lost_blocks[list(lost)] = True
         near_lost = lost_blocks[(row - 2) // ROWS_PER_PACKET] | lost_blocks[(row + 2) // ROWS_PER_PACKET]
         whole = ~self._near_bad[row, col] & ~near_lost
         snr = photons / np.sqrt(photons + 4 * np.pi * sigma**2 * self.background[row, col])
@@ -336,7 +335,8 @@ class SimulatedJungfrau1M:
             PeakTruth(float(a), float(b), float(p), float(w), float(r), float(d), bool(ok), float(e))
             for a, b, p, w, r, d, ok, e in zip(y, x, photons, sigma, snr, resolution, whole, expected)
         )
-        return FrameTruth(frame_number, True, peaks, lost, tuple(float(v) for v in spots.orientation.ravel())), index, drawn
+        orientation = tuple(float(v) for v in spots.orientation.ravel())
+        return FrameTruth(frame_number, True, peaks, lost, orientation), index, drawn
 
     def _raw_positions(self, lab_y: np.ndarray, lab_x: np.ndarray) -> tuple[np.ndarray, ...]:
         """Raw (y, x) of the lab positions that land on a module at least the patch radius from its
