@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from monitor import wire
 from monitor.endpoints import check_endpoint, endpoint_with_port_offset
 from monitor.memory import keep_frame_buffers
+from monitor.simulation.crystal import CrystalChoice, crystal_from_text, crystal_to_text
 
 if TYPE_CHECKING:
     from monitor.simulation import FrameTruth
@@ -61,8 +62,9 @@ class SimulatorParameters(BaseModel):
     first_frame: int = Field(default=1, ge=1)
     seed: int = 0
     hit_fraction: float = Field(default=0.25, ge=0, le=1)
-    crystal: Literal["weak", "medium", "strong"] = "medium"
-    """The crystal's strength: median spot 3, 8 or 50 photons (:mod:`monitor.simulation.crystal`)."""
+    crystal: CrystalChoice = "medium"
+    """The crystal: weak, medium or strong (median spot 3, 8, 50 photons), or its settings
+    (unit cell, space group, median photons, ...: :class:`monitor.simulation.crystal.CrystalSettings`)."""
     truth_file: Path | None = None
     subscriber_wait_s: float = Field(default=30.0, gt=0)
     """Receiver protocol: how long to wait for a subscriber on every stream before sending."""
@@ -82,7 +84,7 @@ class SimulatorParameters(BaseModel):
             "--protocol", self.protocol, "--url", self.url, "--frames", str(self.frames),
             "--rate", str(self.rate_hz), "--streams", str(self.streams),
             "--first-frame", str(self.first_frame), "--seed", str(self.seed),
-            "--hit-fraction", str(self.hit_fraction), "--crystal", self.crystal,
+            "--hit-fraction", str(self.hit_fraction), "--crystal", crystal_to_text(self.crystal),
             "--subscriber-wait", str(self.subscriber_wait_s), "--send-hwm", str(self.send_hwm),
         ]
         if self.lose_end_messages:
@@ -282,7 +284,8 @@ def _arguments(argv: list[str] | None) -> SimulatorParameters:
     parser.add_argument("--first-frame", type=int, default=defaults.first_frame)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--hit-fraction", type=float, default=defaults.hit_fraction)
-    parser.add_argument("--crystal", choices=["weak", "medium", "strong"], default=defaults.crystal)
+    parser.add_argument("--crystal", type=crystal_from_text, default=defaults.crystal,
+                        help="weak, medium, strong, or the crystal's settings as JSON")
     parser.add_argument("--truth", type=Path, default=None, help="write each frame's ground truth here (JSON lines)")
     parser.add_argument("--subscriber-wait", type=float, default=defaults.subscriber_wait_s)
     parser.add_argument("--send-hwm", type=int, default=defaults.send_hwm,

@@ -55,15 +55,16 @@ def test_hits_hold_a_crystal_and_misses_nothing(detector: SimulatedJungfrau1M) -
     assert np.linalg.det(rotation) == pytest.approx(1.0)
 
 
-def test_spots_are_reciprocal_lattice_points_on_the_ewald_sphere(detector: SimulatedJungfrau1M) -> None:
+@pytest.mark.parametrize("cell", [None, (50.0, 60.0, 70.0, 90.0, 100.0, 90.0)], ids=["lysozyme", "monoclinic"])
+def test_spots_are_reciprocal_lattice_points_on_the_ewald_sphere(detector: SimulatedJungfrau1M, cell) -> None:
     """From a spot's pixel back to its Miller indices: integers, with the truth's resolution."""
+    if cell is not None:
+        detector = SimulatedJungfrau1M(seed=9, hit_fraction=1.0, pool_size=0,
+                                       crystal=CrystalSettings(unit_cell=cell, space_group="P1"))
     truth = detector.truth(_first_hit(detector))
-    y = np.array([p.y for p in truth.peaks])
-    x = np.array([p.x for p in truth.peaks])
-    lab_y = y + np.where(y >= 512, detector.module_gap_px, 0.0) - (1024 + detector.module_gap_px - 1) / 2
-    lab_x = x - 511.5
+    lab = np.array([_lab(detector, p.y, p.x) for p in truth.peaks])
     distance_px = detector.distance_m / 75e-6
-    direction = np.stack([lab_x, lab_y, np.full_like(lab_x, distance_px)], axis=1)
+    direction = np.stack([lab[:, 1], lab[:, 0], np.full(len(lab), distance_px)], axis=1)
     k = 1 / detector.wavelength_a
     q = k * direction / np.linalg.norm(direction, axis=1, keepdims=True) - [0.0, 0.0, k]
     np.testing.assert_allclose(1 / np.linalg.norm(q, axis=1), [p.resolution for p in truth.peaks], rtol=2e-3)
@@ -71,8 +72,12 @@ def test_spots_are_reciprocal_lattice_points_on_the_ewald_sphere(detector: Simul
     basis = reciprocal_basis(detector.crystal_settings.unit_cell)
     hkl = np.linalg.solve(basis, (q @ rotation).T).T  # q = R B hkl
     assert np.abs(hkl - np.rint(hkl)).max() < 0.1
-    h, k_, l_ = np.rint(hkl).astype(int).T
-    assert not ((k_ == 0) & (l_ == 0) & (h % 2 != 0)).any()  # P4_3 2_1 2: h00 only with even h
+    if cell is not None:  # the monoclinic cell's planes: d(100) = a sin(beta), d(010) = b, d(001) = c sin(beta)
+        sin_beta = np.sin(np.radians(100.0))
+        np.testing.assert_allclose(1 / np.linalg.norm(basis, axis=0), [50 * sin_beta, 60.0, 70 * sin_beta])
+    else:
+        h, k_, l_ = np.rint(hkl).astype(int).T
+        assert not ((k_ == 0) & (l_ == 0) & (h % 2 != 0)).any()  # P4_3 2_1 2: h00 only with even h
 
 
 @pytest.mark.parametrize("setting, median", [("weak", 3.0), ("medium", 8.0), ("strong", 50.0)])
@@ -205,3 +210,16 @@ def test_spots_of_many_hits_fall_on_debye_scherrer_rings() -> None:
 def _lab(detector: SimulatedJungfrau1M, y: float, x: float) -> tuple[float, float]:
     """Lab position (pixels from the beam) of a raw-frame position."""
     return y + (detector.module_gap_px if y >= 512 else 0.0) - (1024 + detector.module_gap_px - 1) / 2, x - 511.5
+
+
+def test_a_crystal_of_ones_own_goes_from_the_yaml_to_the_simulator_process() -> None:
+    from monitor.simulate import SimulatorParameters, _arguments
+
+    own = {"unit_cell": (50.0, 60.0, 70.0, 90.0, 100.0, 90.0), "space_group": "P1", "median_photons": 20.0}
+    parameters = SimulatorParameters(crystal=own, url="tcp://127.0.0.1:40000")
+    assert _arguments(parameters.command_line()).crystal == CrystalSettings(**own)
+    assert _arguments(SimulatorParameters(crystal="weak").command_line()).crystal == "weak"
+    detector = SimulatedJungfrau1M(seed=2, hit_fraction=1.0, crystal=parameters.crystal, pool_size=0)
+    assert detector.crystal_settings.unit_cell == own["unit_cell"]
+    with pytest.raises(ValueError, match="unknown crystal setting"):
+        SimulatedJungfrau1M(crystal="huge", pool_size=0)

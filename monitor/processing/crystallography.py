@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt
 
 from monitor.errors import DataExtractionError
 from monitor.processing.peakfinder8 import PeakFinder8, PeakFinder8Parameters, PeakList
@@ -52,7 +52,7 @@ from monitor.processing.science import (
 )
 from monitor.simulation import SimulatedJungfrau1M
 from monitor.simulation.detector import SIMULATED_PHOTON_ENERGY_KEV
-from monitor.simulation.crystal import CRYSTAL_SETTINGS
+from monitor.simulation.crystal import CrystalChoice
 from sources.calibration import CalibrationParameters, JungfrauCalibration
 from sources.geometry import DetectorGeometry, default_geometry_path
 from sources.jungfrau1m import raw_frame
@@ -76,18 +76,11 @@ class SimulatedCalibration(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     simulator_seed: int = Field(default=0, description="must be the simulator's seed: it draws the maps")
-    crystal: str = Field(default="medium", description="the simulator's crystal setting: weak, medium or strong")
+    crystal: CrystalChoice = Field(default="medium", description="the simulator's crystal: weak, medium, strong, or settings")
     hit_fraction: float = Field(default=0.25, ge=0, le=1, description="the simulator's hit fraction")
     compare_with_truth: bool = Field(
         default=True, description="recall, precision and hit-rate error against the simulator's truth"
     )
-
-    @field_validator("crystal")
-    @classmethod
-    def _known_setting(cls, crystal: str) -> str:
-        if crystal not in CRYSTAL_SETTINGS:
-            raise ValueError(f"unknown crystal setting {crystal!r}: use one of {', '.join(CRYSTAL_SETTINGS)}")
-        return crystal
 
     def detector(self) -> SimulatedJungfrau1M:
         """The simulated detector's maps and truth (no frames)."""

@@ -27,11 +27,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
-__all__ = ["CRYSTAL_SETTINGS", "CrystalModel", "CrystalSettings", "Spots", "crystal_settings"]
+__all__ = [
+    "CRYSTAL_SETTINGS", "CrystalChoice", "CrystalModel", "CrystalSettings", "Spots", "crystal_settings",
+    "crystal_from_text", "crystal_to_text",
+]
 
 _ABSENCES = {
     "P1": (),
@@ -68,6 +72,20 @@ CRYSTAL_SETTINGS = {
     "strong": CrystalSettings(median_photons=50.0),
 }
 """Named strengths, weak to strong: median spot 3, 8 and 50 photons."""
+
+
+CrystalChoice = Literal["weak", "medium", "strong"] | CrystalSettings
+"""What a YAML ``crystal`` key holds: a named strength, or the settings themselves (a unit cell of one's own)."""
+
+
+def crystal_to_text(crystal: CrystalChoice) -> str:
+    """A choice for the command line: the name, or the settings as JSON."""
+    return crystal if isinstance(crystal, str) else crystal.model_dump_json()
+
+
+def crystal_from_text(text: str) -> CrystalChoice:
+    """The inverse of :func:`crystal_to_text` (pydantic's ValidationError, a ValueError, for bad JSON keys)."""
+    return CrystalSettings.model_validate_json(text) if text.lstrip().startswith("{") else text
 
 
 def crystal_settings(setting: str | CrystalSettings) -> CrystalSettings:
