@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from monitor.console import format_summary
 from monitor.processing.crystallography import CrystallographyParameters, CrystallographyPipeline
 from monitor.processing.protocol import ProcessedEvent
 from monitor.processing.science import TruthComparison
@@ -206,10 +207,15 @@ def test_with_the_simulator_as_source_the_summary_compares_with_its_truth() -> N
         np.testing.assert_array_equal(result.arrays["truth_counts"], counts)
         direct.add_counts(counts, d_min=result.values["d_min"] or np.nan,
                           true_d_min=TruthComparison.true_d_min(truth) if truth.is_hit else np.nan)
-    figures = json.loads(json.dumps(collector.summary()))["truth"]
-    assert figures == json.loads(json.dumps(direct.figures()))
-    assert figures["frames"] == 12 and figures["hit_rate_error_pp"] == 0.0 and figures["precision"] > 0.95
-    assert figures["recall_by_photons"][">50"]["recall"] == 1.0 and figures["recall_by_photons"]["<5"]["spots"] > 100
+    summary = json.loads(json.dumps(collector.summary()))
+    figures = json.loads(json.dumps(direct.figures()))
+    assert {key: summary[key] for key in figures} == figures
+    truth = summary["truth"]
+    assert truth["frames"] == 12 and truth["hit_rate_error_pp"] == 0.0 and truth["precision"] > 0.95
+    assert summary["truth_recall_by_photons"][">50"] == 1.0 and summary["truth_spots_by_photons"]["<5"] > 100
+    table = format_summary(summary).splitlines()  # each group reads as one line of the terminal's table
+    assert any(line.startswith("truth ") and "recall_5_photons_and_more: " in line for line in table)
+    assert any(line.startswith("truth_recall_by_photons ") and "5-10: " in line for line in table)
     with pytest.raises(ValueError, match="weak"):
         CrystallographyParameters(calibration={"simulator_seed": 4, "crystal": "huge"})
 

@@ -58,9 +58,8 @@ def test_report_draws_resolution_shells_and_recall_against_the_truth(tmp_path: P
     shells = np.array([np.inf, 10.0, 6.0, 4.0, 3.0, 0.0])
     science.on_tick(status={}, snapshot={**snapshot, "resolution_shells_a": shells,
                                          "peaks_per_resolution_shell": np.array([50, 120, 300, 200, 40])})
-    truth = {"recall_by_photons": {"<5": {"spots": 10, "recall": 0.1}, "5-10": {"spots": 10, "recall": 0.97},
-                                   ">10": {"spots": 10, "recall": 1.0}}, "precision": 0.99, "hit_rate_error_pp": 0.0}
-    science.close(summary={"events": 1, "d_min_median_a": 3.1, "truth": truth})
+    science.close(summary={"events": 1, "d_min_median_a": 3.1, "truth": {"precision": 0.99, "hit_rate_error_pp": 0.0},
+                           "truth_recall_by_photons": {"<5": 0.1, "5-10": 0.97, ">10": 1.0}})
     drawn = [(imread(tmp_path / name / "report.png")[..., :3].std(axis=2) > 0.1).sum() for name in ("plain", "science")]
     assert drawn[1] > drawn[0] + 20_000  # two bar charts where the plain report says "not available"
     assert json.loads((tmp_path / "science" / "summary.json").read_text())["truth"]["precision"] == 0.99

@@ -41,8 +41,8 @@ def test_defaults_find_the_truth(setting: str, tmp_path: Path) -> None:
         true_d_min = TruthComparison.true_d_min(truth) if truth.is_hit else np.nan
         comparison.add_counts(counts, d_min=values["d_min"] or np.nan, true_d_min=true_d_min)
 
-    figures = comparison.figures()
-    by_photons = {label: entry["recall"] for label, entry in figures["recall_by_photons"].items()}
+    groups = comparison.figures()
+    figures, by_photons = groups["truth"], groups["truth_recall_by_photons"]
     print(
         f"\n{setting}: {N_FRAMES} frames, recall (>= 5 photons) {figures['recall_5_photons_and_more']:.4f}, "
         f"by photons {by_photons}, precision {figures['precision']:.4f} ({figures['found_peaks']} found), "
@@ -54,4 +54,4 @@ def test_defaults_find_the_truth(setting: str, tmp_path: Path) -> None:
     assert figures["precision"] >= 0.98
     assert abs(figures["hit_rate_error_pp"]) < 1.0
     assert figures["d_min_median_relative_error"] < 0.05
-    assert figures["d_min_hits_compared"] > 200 and figures["recall_by_photons"]["5-10"]["spots"] > 2000
+    assert figures["d_min_hits_compared"] > 200 and groups["truth_spots_by_photons"]["5-10"] > 2000

@@ -85,7 +85,7 @@ class RunReport:
         self._powder(axes["powder"])
         self._rings(axes["rings"])
         self._shells(axes["shells"], figures.get("d_min_median_a"))
-        _recall(axes["recall"], figures.get("truth"))
+        _recall(axes["recall"], figures)
         table_axes.axis("off")
         rows = [f"{name}: {_format(value)}" for name, value in flatten_figures(figures).items()]
         if len(rows) > _TABLE_ROWS:
@@ -126,14 +126,14 @@ class RunReport:
         axes.figure.colorbar(image, ax=axes, label="log(1 + counts)")
 
 
-def _recall(axes: Axes, truth: Any) -> None:
+def _recall(axes: Axes, figures: dict[str, Any]) -> None:
     """Recall per photon bin against the simulator's truth, with the precision and hit-rate error."""
     axes.set(title="Against the simulator's truth", ylabel="recall", ylim=(0, 1.05))
-    if not isinstance(truth, dict) or not truth.get("recall_by_photons"):
+    bins, truth = figures.get("truth_recall_by_photons"), figures.get("truth")
+    if not (isinstance(bins, dict) and bins and isinstance(truth, dict)):
         _not_available(axes)
         return
-    bins = truth["recall_by_photons"]
-    axes.bar(list(bins), [b["recall"] or 0.0 for b in bins.values()])
+    axes.bar(list(bins), [value or 0.0 for value in bins.values()])
     axes.set_xlabel("photons per spot")
     axes.text(0.02, 0.02, f"precision {_format(truth.get('precision'))}, "
               f"hit-rate error {_format(truth.get('hit_rate_error_pp'))} pp", transform=axes.transAxes)

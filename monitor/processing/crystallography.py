@@ -391,7 +391,7 @@ class CrystallographyPipeline:
             "d_min_p10_a": self._d_min_quantile(0.1),
             "d_min_p90_a": self._d_min_quantile(0.9),
             "peaks_per_resolution_shell": self._shells(),
-            **({"truth": self._truth_comparison.figures()} if self._truth_comparison.frames else {}),
+            **(self._truth_comparison.figures() if self._truth_comparison.frames else {}),
         }
 
     def snapshot(self) -> dict[str, Any]:

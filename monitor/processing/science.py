@@ -129,29 +129,41 @@ class TruthComparison:
         return int(self._counts[-1])
 
     def figures(self) -> dict[str, Any]:
-        """Recall per photon and SNR bin, precision, hit-rate error (percentage points), d_min error."""
+        """The run's figures as flat groups (each reads as one line of the summary table):
+
+        ``truth`` (recall over spots of 5 photons and more, precision, found peaks,
+        true hit rate, hit-rate error in percentage points, d_min error),
+        ``truth_recall_by_photons`` / ``truth_spots_by_photons`` and
+        ``truth_recall_by_snr`` / ``truth_spots_by_snr`` (recall, None for an empty bin,
+        and whole true spots per bin).
+        """
         n_photon, n_snr = len(PHOTON_BINS) - 1, len(SNR_BINS) - 1
         c = self._counts
         tail = 2 * n_photon + 2 * n_snr
         frames = max(int(c[tail + 4]), 1)
 
-        def recall(true: np.ndarray, found: np.ndarray, labels: list[str]) -> dict[str, Any]:
-            return {label: {"spots": int(t), "recall": round(float(f) / t, 4) if t else None}
-                    for label, t, f in zip(labels, true, found)}
+        def recall(true: np.ndarray, found: np.ndarray, labels: list[str]) -> dict[str, float | None]:
+            return {label: round(float(f) / t, 4) if t else None for label, t, f in zip(labels, true, found)}
+
+        photon_labels, snr_labels = _bin_labels(PHOTON_BINS), _bin_labels(SNR_BINS)
+        snr_true, snr_found = c[2 * n_photon:2 * n_photon + n_snr], c[2 * n_photon + n_snr:tail]
 
         strong = slice(1, n_photon)
         strong_true, strong_found = int(c[strong].sum()), int(c[n_photon:2 * n_photon][strong].sum())
         errors = np.abs(self._d_min_errors) if self._d_min_errors else np.array([])
         return {
-            "frames": int(c[tail + 4]),
-            "recall_by_photons": recall(c[:n_photon], c[n_photon:2 * n_photon], _bin_labels(PHOTON_BINS)),
-            "recall_by_snr": recall(c[2 * n_photon:2 * n_photon + n_snr], c[2 * n_photon + n_snr:tail],
-                                    _bin_labels(SNR_BINS)),
-            "recall_5_photons_and_more": round(strong_found / strong_true, 4) if strong_true else None,
-            "precision": round(float(c[tail + 1]) / c[tail], 4) if c[tail] else None,
-            "found_peaks": int(c[tail]),
-            "true_hit_rate": float(c[tail + 2]) / frames,
-            "hit_rate_error_pp": round(100 * (float(c[tail + 3]) - float(c[tail + 2])) / frames, 3),
-            "d_min_hits_compared": len(errors),
-            "d_min_median_relative_error": round(float(np.median(errors)), 4) if len(errors) else None,
+            "truth": {
+                "frames": int(c[tail + 4]),
+                "recall_5_photons_and_more": round(strong_found / strong_true, 4) if strong_true else None,
+                "precision": round(float(c[tail + 1]) / c[tail], 4) if c[tail] else None,
+                "found_peaks": int(c[tail]),
+                "true_hit_rate": float(c[tail + 2]) / frames,
+                "hit_rate_error_pp": round(100 * (float(c[tail + 3]) - float(c[tail + 2])) / frames, 3),
+                "d_min_hits_compared": len(errors),
+                "d_min_median_relative_error": round(float(np.median(errors)), 4) if len(errors) else None,
+            },
+            "truth_recall_by_photons": recall(c[:n_photon], c[n_photon:2 * n_photon], photon_labels),
+            "truth_spots_by_photons": dict(zip(photon_labels, (int(t) for t in c[:n_photon]))),
+            "truth_recall_by_snr": recall(snr_true, snr_found, snr_labels),
+            "truth_spots_by_snr": dict(zip(snr_labels, (int(t) for t in snr_true))),
         }
