@@ -143,7 +143,7 @@ class TruthComparison:
         frames = max(int(c[tail + 4]), 1)
 
         def recall(true: np.ndarray, found: np.ndarray, labels: list[str]) -> dict[str, float | None]:
-            return {label: round(float(f) / t, 4) if t else None for label, t, f in zip(labels, true, found)}
+            return {label: round(float(f) / float(t), 4) if t else None for label, t, f in zip(labels, true, found)}
 
         photon_labels, snr_labels = _bin_labels(PHOTON_BINS), _bin_labels(SNR_BINS)
         snr_true, snr_found = c[2 * n_photon:2 * n_photon + n_snr], c[2 * n_photon + n_snr:tail]
@@ -155,9 +155,9 @@ class TruthComparison:
             "truth": {
                 "frames": int(c[tail + 4]),
                 "recall_5_photons_and_more": round(strong_found / strong_true, 4) if strong_true else None,
-                "precision": round(float(c[tail + 1]) / c[tail], 4) if c[tail] else None,
+                "precision": round(float(c[tail + 1]) / float(c[tail]), 4) if c[tail] else None,
                 "found_peaks": int(c[tail]),
-                "true_hit_rate": float(c[tail + 2]) / frames,
+                "true_hit_rate": float(c[tail + 2]) / float(frames),
                 "hit_rate_error_pp": round(100 * (float(c[tail + 3]) - float(c[tail + 2])) / frames, 3),
                 "d_min_hits_compared": len(errors),
                 "d_min_median_relative_error": round(float(np.median(errors)), 4) if len(errors) else None,
