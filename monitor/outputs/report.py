@@ -31,6 +31,7 @@ from monitor.processing.science import resolution_shell_labels
 __all__ = ["RunReport", "flatten_figures"]
 
 _TABLE_ROWS = 32
+_RINGS_SHOWN_PX = 250
 
 
 def flatten_figures(summary: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -95,12 +96,13 @@ class RunReport:
 
     def _rings(self, axes: Axes) -> None:
         """The virtual powder around the beam: peaks per pixel of each ring, where Debye-Scherrer rings stand out."""
-        axes.set(title="Virtual powder, by radius", xlabel="radius (pixels)", ylabel="peaks per pixel")
+        axes.set(title="Virtual powder by radius (inner rings)", xlabel="radius (pixels)", ylabel="peaks per pixel")
         density = self._snapshot.get("powder_radial")
         if not (isinstance(density, np.ndarray) and density.ndim == 1 and density.any()):
             _not_available(axes)
             return
-        axes.plot(np.arange(density.size), density, linewidth=0.8)
+        inner = density[:_RINGS_SHOWN_PX]  # further out, a large cell's rings crowd into one band
+        axes.plot(np.arange(inner.size), inner, linewidth=0.8)
 
     def _shells(self, axes: Axes, d_min: Any) -> None:
         title = "Peaks of hits per resolution shell"
