@@ -268,7 +268,9 @@ class SimulatedJungfrau1M:
             on_detector=lambda y, x: self._raw_positions(y, x)[4],
         )
 
-        self._background_cdf = np.cumsum(self.background.ravel(), dtype=np.float64)
+        self._background_total = float(self.background.sum(dtype=np.float64))
+        self._background_max = float(self.background.max())
+        self._background_acceptance = self._background_total / (self._background_max * self.background.size)
         self._pool_raw = np.empty((pool_size, *FRAME_SHAPE), dtype=np.uint16)
         no_photons = np.zeros(n_pixels)
         for k in range(pool_size):
@@ -375,20 +377,38 @@ class SimulatedJungfrau1M:
             raw[block * ROWS_PER_PACKET : (block + 1) * ROWS_PER_PACKET] = LOST_PIXEL
         return raw, truth
 
+    def _background_photon_pixels(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Flat pixel indices of ``n`` photons placed by the background map: uniform pixels, each kept
+        with probability background / its maximum (rejection sampling: exact, one look-up a draw)."""
+        flat = self.background.ravel()
+        kept = np.empty(0, dtype=np.int64)
+        while kept.size < n:
+            candidates = rng.integers(0, flat.size, int(1.2 * (n - kept.size) / self._background_acceptance) + 16)
+            chosen = candidates[rng.random(candidates.size) * self._background_max < flat[candidates]]
+            kept = np.concatenate([kept, chosen])
+        return kept[:n]
+
     def _add_photons(self, raw: np.ndarray, frame_number: int, index: np.ndarray, drawn: np.ndarray) -> None:
         """Add this frame's own background photons and the spots' photons; re-encode those pixels.
 
         The background is drawn afresh for every frame (its total from Poisson,
         each photon's pixel from the background map), so no chance cluster of
-        background photons repeats from frame to frame.
+        background photons repeats from frame to frame.  Pixels that stay in G0
+        (nearly all: a few photons) keep the noise the pool gave them and get the
+        photons' ADC added; only those that switch gain are encoded anew.
         """
         rng = np.random.default_rng([self.seed, frame_number, 6])
-        n_background = rng.poisson(self._background_cdf[-1])
-        where_in_cdf = np.sort(rng.random(n_background)) * self._background_cdf[-1]  # sorted: cache-friendly lookups
-        background = np.searchsorted(self._background_cdf, where_in_cdf)
+        n_background = rng.poisson(self._background_total)
+        background = self._background_photon_pixels(rng, n_background)
         pixels, where = np.unique(np.concatenate([background, index]), return_inverse=True)  # photons add up
         counts = np.bincount(where, weights=np.concatenate([np.ones(n_background), drawn]))
-        raw.ravel()[pixels] = self._encode(counts * self.photon_energy_kev, pixels, rng.standard_normal(len(pixels)))
+        flat = raw.ravel()
+        adc = (flat[pixels] & _ADC_MAX) + counts * self.photon_energy_kev * self.gain[0].ravel()[pixels]
+        in_g0 = adc <= _G0_SWITCH_ADC
+        flat[pixels[in_g0]] = np.rint(adc[in_g0]).astype(np.uint16)
+        switching = pixels[~in_g0]
+        energy = counts[~in_g0] * self.photon_energy_kev
+        flat[switching] = self._encode(energy, switching, rng.standard_normal(len(switching)))
         dead_hit = np.isin(self._dead, pixels)
         raw.ravel()[self._dead[dead_hit]] = 0
 
