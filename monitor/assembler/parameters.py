@@ -29,8 +29,11 @@ class AssemblerParameters(BaseModel):
     """Where the PUSH socket for the workers binds (PSI's synchronizer uses tcp://*:5555)."""
     stats: str | None = None
     """Where a PUB socket publishes the accounting as JSON (about 1 Hz and at each end); none if unset."""
-    part_timeout_s: float = Field(default=0.5, gt=0, le=60)
-    """How long a frame waits for a stream that has not yet sent its part (or its end message)."""
+    part_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    """How long a frame waits for a stream that has not yet sent its part (or its end message).
+    A stream that skipped a frame delays nothing (its next frame resolves it); this only bounds
+    the wait for a silent stream.  2 s, not less: on a busy 2-core machine a sender descheduled
+    between its two module images made 0.5 s report a "late" part in a clean run."""
     incomplete: IncompletePolicy = "send_marked"
     """Frames missing a part or with lost packets: drop them, or send them with the missing
     part absent and completeImage 0 kept (the handler marks those pixels invalid)."""
