@@ -14,8 +14,10 @@ with no edits to either, and checks:
 * feed: every hit the feed served is a chunk of the feed's stream.
 
 Exits 0 with a line saying so when ``indexamajig`` is not installed (CrystFEL
-is on neither PyPI nor Debian).  ``--indexing=none``: the simulated hits are
-random peaks, not a lattice; reading and peak handling are what is checked.
+is on neither PyPI nor Debian).  Without ``--cell`` it runs ``--indexing=none``
+(reading and peak handling are what is checked); with ``--cell FILE`` (a CrystFEL
+unit-cell file of the simulator's crystal, lysozyme by default) both streams are
+indexed with TakeTwo and the crystals found are counted.
 """
 
 from __future__ import annotations
@@ -74,14 +76,24 @@ def file_peaks(files: list[Path]) -> dict[tuple[str, int], np.ndarray]:
     return peaks
 
 
-def check_files(indexamajig: str, run_dir: Path, work: Path, env: dict[str, str]) -> bool:
+def indexing(cell: Path | None) -> list[str]:
+    """indexamajig's indexing options: none, or TakeTwo (built into CrystFEL) with the cell."""
+    return ["--indexing=none"] if cell is None else ["--indexing=taketwo", "-p", str(cell)]
+
+
+def crystals(stream: Path) -> int:
+    """Crystals indexamajig indexed in a stream."""
+    return stream.read_text().count("--- Begin crystal") if stream.exists() else 0
+
+
+def check_files(indexamajig: str, run_dir: Path, work: Path, env: dict[str, str], cell: Path | None) -> bool:
     files = [Path(line) for line in (run_dir / "files.lst").read_text().split()]
     stored = file_peaks(files)
     counts = {}
     for revalidate in (False, True):
         stream = work / f"files-{'revalidated' if revalidate else 'all'}.stream"
         command = [indexamajig, "-i", str(run_dir / "files.lst"), "-g", str(run_dir / "detector.geom"),
-                   "--peaks=cxi", "--indexing=none", "-j", "2", "-o", str(stream)]
+                   "--peaks=cxi", *indexing(cell), "-j", "2", "-o", str(stream)]
         done = subprocess.run(command + ([] if revalidate else ["--no-revalidate"]), env=env, cwd=work,
                               capture_output=True, text=True, timeout=1800)
         if done.returncode != 0:
@@ -107,7 +119,8 @@ def check_files(indexamajig: str, run_dir: Path, work: Path, env: dict[str, str]
     ok = matched == len(stored) == len(chunks) and exact == matched and worst < 0.01
     print(f"files: {len(files)} files, {len(stored)} hits, {n_file_peaks} peaks; stream: {len(chunks)} chunks, "
           f"{exact} with exactly the file's peaks, largest position difference {worst:.4f} px (after +0.5); "
-          f"revalidation keeps {n_revalidated} of {n_file_peaks} peaks -> {'OK' if ok else 'MISMATCH'}")
+          f"revalidation keeps {n_revalidated} of {n_file_peaks} peaks; crystals indexed "
+          f"{crystals(work / 'files-all.stream')} -> {'OK' if ok else 'MISMATCH'}")
     return ok
 
 
@@ -138,6 +151,7 @@ def main() -> int:
     parser.add_argument("--ranks", type=int, default=3)
     parser.add_argument("--indexamajig", default=shutil.which("indexamajig"))
     parser.add_argument("--keep", type=Path, help="run and streams go to this (new) folder, kept afterwards")
+    parser.add_argument("--cell", type=Path, help="index with TakeTwo and this CrystFEL unit-cell file")
     args = parser.parse_args()
     if not args.indexamajig:
         print("indexamajig not installed (CrystFEL is on neither PyPI nor Debian): nothing checked")
@@ -163,7 +177,7 @@ def main() -> int:
         feed_stream = work / "feed.stream"
         feed = subprocess.Popen([args.indexamajig, f"--zmq-input={feed_url}", "--zmq-request=next",
                                  "--data-format=msgpack", "-g", str(run_dir / "live-feed.geom"), "--peaks=msgpack",
-                                 "--no-revalidate", "--indexing=none", "-j", "2", "-o", str(feed_stream)],
+                                 "--no-revalidate", *indexing(args.cell), "-j", "2", "-o", str(feed_stream)],
                                 env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)  # its worker processes go with it, below
         if monitor.wait(timeout=1800) != 0:
@@ -185,8 +199,9 @@ def main() -> int:
         feed_ok = len(feed_chunks) == served
         print(f"run: {summary['events_processed']} frames, {summary['hits']} hits; feed: {served} hits served, "
               f"{len(feed_chunks)} chunks in indexamajig's stream, "
-              f"{sum(len(c['peaks']) for c in feed_chunks)} peaks -> {'OK' if feed_ok else 'MISMATCH'}")
-        files_ok = check_files(args.indexamajig, run_dir, work, env)
+              f"{sum(len(c['peaks']) for c in feed_chunks)} peaks, {crystals(feed_stream)} crystals indexed "
+              f"-> {'OK' if feed_ok else 'MISMATCH'}")
+        files_ok = check_files(args.indexamajig, run_dir, work, env, args.cell)
     return 0 if feed_ok and files_ok else 1
 
 
