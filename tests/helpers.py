@@ -83,6 +83,7 @@ def write_config(folder: Path, changes: dict[str, dict[str, Any]], name: str = "
     layer["assembler"].update(streams=[f"tcp://127.0.0.1:{first}", f"tcp://127.0.0.1:{first + 1}"],
                               bind=f"tcp://127.0.0.1:{free_port()}", stats=f"tcp://127.0.0.1:{free_port()}")
     document["outputs"]["output_dir"] = str(folder / "output")
+    document["monitor"]["control_url"] = f"tcp://127.0.0.1:{free_port()}"
     document["outputs"]["results_stream"].update(url=f"tcp://127.0.0.1:{free_port()}",
                                                  request_url=f"tcp://127.0.0.1:{free_port()}")
     for section, values in changes.items():

@@ -33,6 +33,8 @@ from mpi4py import MPI
 
 from handlers.protocol import DataEventHandlerProtocol
 from monitor.config import RunParameters
+from monitor.control import ControlEndpoint
+from monitor.live_parameters import LIVE_KEYS, ParameterSet, apply_changes
 from monitor.errors import MonitorError
 from monitor.mpi.messages import ControlSender, Inbox, PeerSilent, Received
 from monitor.mpi.ranks import RankLayout
@@ -113,7 +115,7 @@ class _Collector:
     def __init__(self, comm: MPI.Comm, layout: RankLayout, handler: DataEventHandlerProtocol,
                  pipeline: ProcessingPipelineProtocol, run: RunParameters, stop_after_acquisition: bool,
                  source: str, stop_signal: StopSignal, print_status: StatusPrinter,
-                 checkpoints: list[Path]) -> None:
+                 checkpoints: list[Path], pipeline_parameters: Any) -> None:
         self._comm = comm
         self._layout = layout
         self._handler = handler
@@ -141,6 +143,9 @@ class _Collector:
         self._phase_since = self._started
         self._finished: set[int] = set()
         self._last_end: tuple[Any, ...] | None = None
+        self.control: ControlEndpoint | None = None
+        self._live_parameters = pipeline_parameters
+        self._parameter_sets = [ParameterSet(0, {}, "the configuration")]
 
     # -- the loop ---------------------------------------------------------------
 
@@ -226,6 +231,9 @@ class _Collector:
         if self.report.errors:  # after a failure, results are only counted, not aggregated
             return
         result = message.as_processed_event()
+        number = result.values.get("parameter_set", 0)
+        if isinstance(number, int) and 0 <= number < len(self._parameter_sets):
+            self._parameter_sets[number].count(result.values)
         feedback = self._pipeline.collect_data(processed_data=result, **self._ranks)
         if self.outputs is not None and self._outputs_working:
             self.outputs.on_result(result)
@@ -394,6 +402,8 @@ class _Collector:
         if self._stop_signal.received:
             self._begin_stop(f"{self._stop_signal.name} on the collector", drain=self._stop_signal.count < 2)
         self._check_workers(now)
+        if self.control is not None:
+            self._serve_control()
         if self._phase != "running":
             self._check_ending(now)
             return
@@ -415,6 +425,40 @@ class _Collector:
         if now >= self._next_checkpoint:
             self._next_checkpoint = now + self._run.checkpoint_interval_s
             self._checkpoint("running" if self._phase == "running" else "stopping")
+
+    # -- live parameters -------------------------------------------------------------
+
+    def _serve_control(self) -> None:
+        """Answer ``monitor.control``: the live parameters, or a change validated like the YAML,
+        numbered, and sent to every worker, which applies it at its next frame."""
+        for request in self.control.poll():
+            if "set" not in request.body:
+                self.control.reply(request.identity, self._live_figures_of_parameters())
+                continue
+            changes = request.body["set"]
+            try:
+                if not isinstance(changes, dict) or not changes:
+                    raise ValueError("set needs an object of KEY: VALUE")
+                if self._phase != "running":
+                    raise ValueError("the run is ending")
+                updated = apply_changes(self._live_parameters, changes, type(self._pipeline))
+            except ValueError as error:
+                log.warning("parameter change from %s refused: %s", request.peer, error)
+                self.control.reply(request.identity, {"error": str(error)})
+                continue
+            self._live_parameters = updated
+            number = len(self._parameter_sets)
+            self._parameter_sets.append(ParameterSet(number, changes, request.peer))
+            self._control.send(self._alive(), "parameters",
+                               {"number": number, "values": updated.model_dump(mode="json")})
+            log.info("parameter set %d from %s: %s", number, request.peer,
+                     ", ".join(f"{key}={value!r}" for key, value in changes.items()))
+            self.control.reply(request.identity, {"parameter_set": number, "changes": changes})
+
+    def _live_figures_of_parameters(self) -> dict[str, Any]:
+        document = self._live_parameters.model_dump(mode="json")
+        return {"parameter_set": len(self._parameter_sets) - 1,
+                "parameters": {key: document[key] for key in LIVE_KEYS if key in document}}
 
     # -- figures -------------------------------------------------------------------
 
@@ -452,6 +496,7 @@ class _Collector:
             "ranks": self._layout.size,
             "workers": len(self._layout.workers),
             "lost_ranks": report.lost_ranks,
+            "parameter_sets": [parameter_set.as_dict() for parameter_set in self._parameter_sets],
             "events_per_s": round(handled / span, 1) if span > 0 else None,
             "stop_reason": report.stop_reason,
             "errors": report.errors,
@@ -512,6 +557,7 @@ class _Collector:
             "events_per_s": rate,
             "failed": self.report.events_failed,
             "acquisitions": self.report.acquisitions_ended,
+            **({"parameter_set": len(self._parameter_sets) - 1} if len(self._parameter_sets) > 1 else {}),
             "events_per_worker": f"{min(counts)}-{max(counts)}",
             **({"lost_ranks": ",".join(map(str, self.report.lost_ranks))} if self.report.lost_ranks else {}),
             **self._handler.collecting_node_status(),
@@ -527,7 +573,7 @@ def run_collector(comm: MPI.Comm, layout: RankLayout, handler: DataEventHandlerP
                   pipeline: ProcessingPipelineProtocol, run: RunParameters, *, stop_after_acquisition: bool,
                   source: str, stop_signal: StopSignal, print_status: StatusPrinter,
                   workers_may_start: Callable[[], None], open_outputs: Callable[[], CollectorOutput],
-                  checkpoints: list[Path]) -> _Collector:
+                  checkpoints: list[Path], pipeline_parameters: Any) -> _Collector:
     """Run this rank as the collector until every worker has said its last word (or is lost).
 
     The collecting node initializes first (the handler may start the frame
@@ -538,20 +584,27 @@ def run_collector(comm: MPI.Comm, layout: RankLayout, handler: DataEventHandlerP
     """
     ranks = {"node_rank": layout.rank, "node_pool_size": layout.size}
     collector = _Collector(comm, layout, handler, pipeline, run, stop_after_acquisition, source, stop_signal,
-                           print_status, checkpoints)
+                           print_status, checkpoints, pipeline_parameters)
     try:
         handler.initialize_event_handling_on_collecting_node(**ranks)
         pipeline.initialize_collecting_node(**ranks)
         collector.outputs = open_outputs()
         if collector.outputs is not None:
             collector.checkpoints.append(collector.outputs.run_dir / "summary.json")
+        if run.control_url is not None:
+            collector.control = ControlEndpoint(run.control_url)
+            log.info("live parameters: python -m monitor.control %s get|set KEY=VALUE", run.control_url)
     except MonitorError as error:
         collector.fail(f"rank {layout.rank} (collector): {error}", exit_code=error.exit_code)
     except Exception as error:
         log.debug("collector initialization failed", exc_info=True)
         collector.fail(f"rank {layout.rank} (collector): {type(error).__name__}: {error}")
     workers_may_start()
-    collector.run()
+    try:
+        collector.run()
+    finally:
+        if collector.control is not None:
+            collector.control.close()
     collector.final_tick()
     pipeline.end_processing_on_collecting_node(**ranks)
     return collector

@@ -76,7 +76,7 @@ def run(config: MonitorConfig, *, print_status: StatusPrinter, comm: MPI.Comm | 
         workers_may_start=lambda: (_quiet_barrier(comm),
                                    share_run_dir(comm, layout.collector, opened[0].run_dir if opened else None)),
         open_outputs=lambda: opened.append(_open_outputs(config)) or opened[0],
-        checkpoints=[summary_json] if summary_json else [],
+        checkpoints=[summary_json] if summary_json else [], pipeline_parameters=config.pipeline_parameters,
     )
     log.debug("every worker has said its last word")
     handler_summary = handler.end_event_handling_on_collecting_node(node_rank=layout.rank, node_pool_size=layout.size)

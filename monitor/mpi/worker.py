@@ -73,6 +73,7 @@ class _Worker:
         self._exit_code: int | None = None
         self._draining_idles: int | None = None
         self._signals_forwarded = 0
+        self._parameter_set = 0
         self._skipped = RateLimitedLog(log, interval_s=5.0, burst=3)
 
     def run(self) -> int:
@@ -148,6 +149,7 @@ class _Worker:
             self._outbox.send("skipped", {"reason": str(error)})
         else:
             self.stats.events += 1
+            result.values["parameter_set"] = self._parameter_set
             self._outbox.send_result(result)
         finally:
             self._handler.close_event(event=event)
@@ -163,6 +165,9 @@ class _Worker:
                 self._pipeline.receive_feedback(feedback=values)
             elif kind == "exit":
                 self._exit_code = int(values["code"])
+            elif kind == "parameters":  # a live change, from the next event on
+                self._pipeline.update_parameters(parameters=self._pipeline.Parameters.model_validate(values["values"]))
+                self._parameter_set = int(values["number"])
 
     def _forward_signal(self) -> None:
         if self._stop_signal.count > self._signals_forwarded:

@@ -56,6 +56,11 @@ class ProcessingPipelineProtocol(Protocol):
         """Take feedback the collector broadcast (on a worker)."""
         ...
 
+    def update_parameters(self, *, parameters: Any) -> None:
+        """Use ``parameters`` (the pipeline's own, already validated) from the next event on:
+        a live change (see ``monitor.live_parameters``), applied at a frame boundary."""
+        ...
+
     def status(self) -> dict[str, Scalar]:
         """A few figures for the live status line (collector)."""
         ...

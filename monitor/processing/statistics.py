@@ -63,6 +63,7 @@ class FrameStatisticsPipeline:
     Parameters = FrameStatisticsParameters
 
     def __init__(self, *, parameters: FrameStatisticsParameters) -> None:
+        self.parameters = parameters
         self._threshold = parameters.threshold_adu
         self._events = 0
         self._sum_of_means = 0.0
@@ -103,6 +104,11 @@ class FrameStatisticsPipeline:
             self._max = max(self._max, values["max_adc"])
             self._bright_pixels += values["bright_pixels"]
         return None
+
+    def update_parameters(self, *, parameters: FrameStatisticsParameters) -> None:
+        """It has no live keys (see ``monitor.live_parameters``); a change of the threshold still applies."""
+        self.parameters = parameters
+        self._threshold = parameters.threshold_adu
 
     def receive_feedback(self, *, feedback: dict[str, Any]) -> None:
         """This pipeline sends no feedback."""

@@ -1,0 +1,130 @@
+"""Steering a running monitor: ``python -m monitor.control tcp://HOST:PORT get|set KEY=VALUE ...``.
+
+The collector binds a ROUTER socket (``monitor.control_url``, 127.0.0.1 by
+default) and answers JSON requests: ``{"get": true}`` with the live
+parameters and the number of the set in force, ``{"set": {"peakfinder8.
+adc_threshold": 0.3}}`` with the new set's number, or the reason it was
+refused (then nothing changed).  JSON only: nothing from this socket is ever
+unpickled or evaluated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import zmq
+from ruamel.yaml import YAML
+
+from monitor.errors import MonitorError
+
+__all__ = ["ControlEndpoint", "ControlRequest", "main"]
+
+REPLY_TIMEOUT_S = 5.0
+
+
+class ControlRequest:
+    """One request as it arrived: who sent it (the peer's address) and what it asks."""
+
+    def __init__(self, identity: bytes, peer: str, body: dict[str, Any]) -> None:
+        self.identity = identity
+        self.peer = peer
+        self.body = body
+
+
+class ControlEndpoint:
+    """The collector's end: non-blocking, so that steering never slows the run."""
+
+    def __init__(self, url: str, *, context: zmq.Context | None = None) -> None:
+        self._context = context or zmq.Context.instance()
+        self._socket = self._context.socket(zmq.ROUTER)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        try:
+            self._socket.bind(url)
+        except zmq.ZMQError as error:
+            self._socket.close(linger=0)
+            raise MonitorError(f"monitor.control_url: cannot bind {url}: {error}") from None
+
+    def poll(self) -> list[ControlRequest]:
+        """Every request waiting now (malformed ones are answered with the reason and left out)."""
+        requests = []
+        while True:
+            try:
+                identity, *_, payload = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return requests
+            peer = payload.get("Peer-Address") or "unknown peer"
+            try:
+                body = json.loads(payload.bytes)
+                if not isinstance(body, dict):
+                    raise ValueError("a request is a JSON object")
+            except ValueError as error:
+                self.reply(identity.bytes, {"error": f"malformed request: {error}"})
+                continue
+            requests.append(ControlRequest(identity.bytes, peer, body))
+
+    def reply(self, identity: bytes, answer: dict[str, Any]) -> None:
+        self._socket.send_multipart([identity, b"", json.dumps(answer).encode()], zmq.NOBLOCK)
+
+    def close(self) -> None:
+        self._socket.close(linger=0)
+
+
+def _assignments(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs, each value read as a YAML scalar (0.3, 8, true, a string)."""
+    yaml = YAML(typ="safe", pure=True)
+    changes = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals or not key:
+            raise ValueError(f"{pair!r}: expected KEY=VALUE")
+        changes[key] = yaml.load(value)
+    return changes
+
+
+def request(url: str, body: dict[str, Any], *, timeout_s: float = REPLY_TIMEOUT_S) -> dict[str, Any] | None:
+    """Send one request; the answer, or None if none came in ``timeout_s``."""
+    context = zmq.Context()
+    socket = context.socket(zmq.REQ)
+    socket.setsockopt(zmq.LINGER, 0)
+    try:
+        socket.connect(url)
+        socket.send(json.dumps(body).encode())
+        if not socket.poll(int(timeout_s * 1000)):
+            return None
+        return json.loads(socket.recv())
+    finally:
+        socket.close()
+        context.term()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m monitor.control", description=__doc__.split("\n\n")[0])
+    parser.add_argument("url", help="the monitor's control_url, e.g. tcp://127.0.0.1:5613")
+    parser.add_argument("action", choices=["get", "set"])
+    parser.add_argument("assignments", nargs="*", metavar="KEY=VALUE",
+                        help="set: e.g. peakfinder8.adc_threshold=0.3 min_num_peaks_for_hit=8")
+    args = parser.parse_args(argv)
+    try:
+        body: dict[str, Any] = {"get": True} if args.action == "get" else {"set": _assignments(args.assignments)}
+    except ValueError as error:
+        print(f"monitor.control: error: {error}", file=sys.stderr)
+        return 2
+    if args.action == "set" and not body["set"]:
+        print("monitor.control: error: set needs at least one KEY=VALUE", file=sys.stderr)
+        return 2
+    answer = request(args.url, body)
+    if answer is None:
+        print(f"monitor.control: error: no answer from {args.url} within {REPLY_TIMEOUT_S:g} s", file=sys.stderr)
+        return 2
+    if "error" in answer:
+        print(f"monitor.control: refused: {answer['error']}", file=sys.stderr)
+        return 1
+    print(json.dumps(answer, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
