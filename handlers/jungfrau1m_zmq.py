@@ -173,7 +173,8 @@ class Jungfrau1MZmqDataEventHandler:
             dropped = counts.get("dropped", {})
             status.update(assembler_incomplete=counts.get("incomplete"), assembler_gaps=counts.get("gaps"),
                           assembler_dropped=", ".join(f"{reason} {n}" for reason, n in sorted(dropped.items()))
-                          or (0 if counts else None))
+                          or (0 if counts else None), dropped_by_reason=dropped,
+                          assembler_queued=self._assembly.get("queued"))
         return status
 
     def _read_assembler_stats(self) -> None:

@@ -45,7 +45,7 @@ class StatusLine:
         core = (f"{figures['elapsed_s']:6.1f} s | {figures['events']:,} events | "
                 f"{figures['events_per_s']:,.0f} ev/s | failed {figures['failed']:,}")
         extra = " | ".join(f"{key} {_figure(value)}" for key, value in figures.items()
-                           if key not in _SHOWN_FIRST and value is not None)
+                           if key not in _SHOWN_FIRST and value is not None and not isinstance(value, dict))
         line = f"monitor: {_progress(figures)}{core}" + (f" | {extra}" if extra else "")
         self._stream.write(f"\r{line}\033[K" if self._in_place else f"{line}\n")
         self._stream.flush()

@@ -8,13 +8,22 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 from ruamel.yaml import YAML
 
+from helpers import free_port
 from monitor.live_parameters import apply_changes
 from monitor.processing.crystallography import CrystallographyParameters, CrystallographyPipeline
 from test_run_endings import assert_balanced, finish, start, wait_for_frames
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The monitor's Prometheus endpoint, as a dashboard reads it: sample name (with labels) -> value."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return {name: float(value) for name, value in (line.rsplit(" ", 1) for line in text.splitlines()
+                                                     if line and not line.startswith("#"))}
 
 
 def control(url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -38,14 +47,17 @@ def test_a_change_is_validated_like_the_yaml():
 
 @pytest.mark.slow
 def test_a_threshold_set_during_a_run_changes_the_hit_rate_without_a_restart(config_factory, tmp_path):
+    metrics_port = free_port()
     config = config_factory({"data_retrieval_layer": {"simulator": {"frames": 100000, "rate_hz": 100}},
-                             "monitor": {"status_interval_s": 0.5}})
+                             "monitor": {"status_interval_s": 0.5},
+                             "outputs": {"metrics": {"enabled": True, "port": metrics_port}}})
     url = YAML(typ="safe").load(config.read_text())["monitor"]["control_url"]
     summary_file = tmp_path / "summary.json"
     monitor = start(3, config, summary_file)
     try:
         wait_for_frames(monitor)
         time.sleep(3)
+        before = scrape(metrics_port)
         got = control(url, "get")
         assert got.returncode == 0, got.stderr
         assert json.loads(got.stdout)["parameters"]["min_num_peaks_for_hit"] == 10
@@ -56,6 +68,7 @@ def test_a_threshold_set_during_a_run_changes_the_hit_rate_without_a_restart(con
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["parameter_set"] == 1
         time.sleep(3)
+        after = scrape(metrics_port)
         monitor.send_signal(signal.SIGTERM)
         out, err = finish(monitor, timeout=60)
     finally:
@@ -71,3 +84,8 @@ def test_a_threshold_set_during_a_run_changes_the_hit_rate_without_a_restart(con
     assert first["last_event_id"] < second["last_event_id"]
     assert second["changes"] == {"min_num_peaks_for_hit": 1000} and second["requested_by"] == "127.0.0.1"
     assert "parameter set 1 from 127.0.0.1: min_num_peaks_for_hit=1000" in err
+    # the dashboard saw the same run: counters that only grow, up to the summary's, and the new set
+    assert 0 < before["monitor_events_total"] < after["monitor_events_total"] <= accounting["processed"]
+    assert before["monitor_hits_total"] <= after["monitor_hits_total"] <= summary["hits"]
+    assert before["monitor_parameter_set"] == 0 and after["monitor_parameter_set"] == 1
+    assert after['monitor_worker_last_seen_seconds{rank="1"}'] < 3

@@ -18,6 +18,7 @@ from monitor.errors import ConfigurationError
 from monitor.outputs.experiment import experiment_from_document
 from monitor.outputs.hit_files import HitFiles
 from monitor.outputs.live_feed import LiveFeed
+from monitor.outputs.metrics import PrometheusMetrics
 from monitor.outputs.parameters import OutputParameters
 from monitor.outputs.protocol import CollectorOutput, CountingOutput
 from monitor.outputs.report import RunReport
@@ -73,6 +74,8 @@ def build_outputs(
         outputs.append(LiveFeed(parameters=parameters.live_feed, experiment=experiment))
     if parameters.results_stream.enabled:
         outputs.append(ResultsStream(parameters=parameters.results_stream, monitor_parameters=monitor_parameters))
+    if parameters.metrics.enabled:
+        outputs.append(PrometheusMetrics(parameters=parameters.metrics))
     if parameters.report.enabled:
         outputs.append(RunReport())
     return outputs

@@ -18,6 +18,7 @@ __all__ = [
     "Compression",
     "HitFileParameters",
     "LiveFeedParameters",
+    "MetricsParameters",
     "OutputParameters",
     "ReportParameters",
     "ResultsStreamParameters",
@@ -93,6 +94,17 @@ class LiveFeedParameters(BaseModel):
         return check_endpoint(value)
 
 
+class MetricsParameters(BaseModel):
+    """A Prometheus endpoint (``/metrics`` over HTTP) for the facility's dashboards; off by default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    """The address to serve on: the loopback interface unless a scraper elsewhere must reach it."""
+    port: int = Field(default=9108, ge=1, le=65535)
+
+
 class ReportParameters(BaseModel):
     """The end-of-run report: report.png and summary.json in the run folder."""
 
@@ -110,4 +122,5 @@ class OutputParameters(BaseModel):
     results_stream: ResultsStreamParameters = Field(default_factory=ResultsStreamParameters)
     hit_files: HitFileParameters = Field(default_factory=HitFileParameters)
     live_feed: LiveFeedParameters = Field(default_factory=LiveFeedParameters)
+    metrics: MetricsParameters = Field(default_factory=MetricsParameters)
     report: ReportParameters = Field(default_factory=ReportParameters)
