@@ -24,6 +24,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
 from monitor.endpoints import check_endpoint
+from monitor.keys import CurveKeys
 from monitor.errors import ConfigurationError
 from monitor.outputs import OutputParameters
 
@@ -74,6 +75,9 @@ class RunParameters(BaseModel):
     control_url: str | None = None
     """Where the collector answers ``python -m monitor.control`` (live parameter changes); none if
     unset.  Bind 127.0.0.1 unless the network is trusted: whoever reaches it can change thresholds."""
+    control_keys: CurveKeys | None = None
+    """CURVE for ``control_url``: this server's secret key file and the folder of the client keys
+    it accepts (``python -m monitor.keys``); a client without one gets nothing."""
     silent_worker_warning_s: float = Field(default=3.0, gt=0)
     """Warn (naming the rank) when a worker has said nothing this long while the others work."""
 

@@ -1,7 +1,10 @@
 """Steering a running monitor: ``python -m monitor.control tcp://HOST:PORT get|set KEY=VALUE ...``.
 
 The collector binds a ROUTER socket (``monitor.control_url``, 127.0.0.1 by
-default) and answers JSON requests: ``{"get": true}`` with the live
+default) and answers JSON requests (over ZeroMQ's CURVE security when
+``monitor.control_keys`` names the server's key pair and the folder of the
+client keys it accepts: a client without one of them gets nothing, and its
+failed handshake is logged; ``python -m monitor.keys`` makes key pairs): ``{"get": true}`` with the live
 parameters and the number of the set in force, ``{"set": {"peakfinder8.
 adc_threshold": 0.3}}`` with the new set's number, or the reason it was
 refused (then nothing changed).  JSON only: nothing from this socket is ever
@@ -12,13 +15,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import zmq
+import zmq.auth
 from ruamel.yaml import YAML
+from zmq.utils.monitor import recv_monitor_message
 
 from monitor.errors import MonitorError
+from monitor.keys import CurveKeys
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ControlEndpoint", "ControlRequest", "main"]
 
@@ -37,10 +47,17 @@ class ControlRequest:
 class ControlEndpoint:
     """The collector's end: non-blocking, so that steering never slows the run."""
 
-    def __init__(self, url: str, *, context: zmq.Context | None = None) -> None:
+    def __init__(self, url: str, *, keys: CurveKeys | None = None, context: zmq.Context | None = None) -> None:
         self._context = context or zmq.Context.instance()
         self._socket = self._context.socket(zmq.ROUTER)
         self._socket.setsockopt(zmq.LINGER, 0)
+        self._authenticator = None
+        self._handshakes = None
+        if keys is not None:
+            self._authenticator = keys.serve_on(self._socket, self._context)
+            self._handshakes = self._socket.get_monitor_socket(
+                zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
         try:
             self._socket.bind(url)
         except zmq.ZMQError as error:
@@ -49,6 +66,7 @@ class ControlEndpoint:
 
     def poll(self) -> list[ControlRequest]:
         """Every request waiting now (malformed ones are answered with the reason and left out)."""
+        self._log_refused_handshakes()
         requests = []
         while True:
             try:
@@ -65,11 +83,22 @@ class ControlEndpoint:
                 continue
             requests.append(ControlRequest(identity.bytes, peer, body))
 
+    def _log_refused_handshakes(self) -> None:
+        while self._handshakes is not None and self._handshakes.poll(0):
+            event = recv_monitor_message(self._handshakes)
+            log.warning("control: a client without an accepted key was refused (%s)",
+                        zmq.Event(event["event"]).name.lower().replace("_", " "))
+
     def reply(self, identity: bytes, answer: dict[str, Any]) -> None:
         self._socket.send_multipart([identity, b"", json.dumps(answer).encode()], zmq.NOBLOCK)
 
     def close(self) -> None:
+        if self._handshakes is not None:
+            self._socket.disable_monitor()
+            self._handshakes.close(linger=0)
         self._socket.close(linger=0)
+        if self._authenticator is not None:
+            self._authenticator.stop()
 
 
 def _assignments(pairs: list[str]) -> dict[str, Any]:
@@ -84,11 +113,16 @@ def _assignments(pairs: list[str]) -> dict[str, Any]:
     return changes
 
 
-def request(url: str, body: dict[str, Any], *, timeout_s: float = REPLY_TIMEOUT_S) -> dict[str, Any] | None:
-    """Send one request; the answer, or None if none came in ``timeout_s``."""
+def request(url: str, body: dict[str, Any], *, timeout_s: float = REPLY_TIMEOUT_S,
+            client_key: Path | None = None, server_key: Path | None = None) -> dict[str, Any] | None:
+    """Send one request (with CURVE when given this client's secret key file and the server's
+    public one); the answer, or None if none came in ``timeout_s``."""
     context = zmq.Context()
     socket = context.socket(zmq.REQ)
     socket.setsockopt(zmq.LINGER, 0)
+    if client_key is not None and server_key is not None:
+        socket.curve_publickey, socket.curve_secretkey = zmq.auth.load_certificate(client_key)
+        socket.curve_serverkey, _ = zmq.auth.load_certificate(server_key)
     try:
         socket.connect(url)
         socket.send(json.dumps(body).encode())
@@ -106,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("action", choices=["get", "set"])
     parser.add_argument("assignments", nargs="*", metavar="KEY=VALUE",
                         help="set: e.g. peakfinder8.adc_threshold=0.3 min_num_peaks_for_hit=8")
+    parser.add_argument("--key", type=Path, metavar="FILE", help="this client's secret key file (CURVE)")
+    parser.add_argument("--server-key", type=Path, metavar="FILE", help="the monitor's public key file (CURVE)")
     args = parser.parse_args(argv)
     try:
         body: dict[str, Any] = {"get": True} if args.action == "get" else {"set": _assignments(args.assignments)}
@@ -115,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "set" and not body["set"]:
         print("monitor.control: error: set needs at least one KEY=VALUE", file=sys.stderr)
         return 2
-    answer = request(args.url, body)
+    answer = request(args.url, body, client_key=args.key, server_key=args.server_key)
     if answer is None:
         print(f"monitor.control: error: no answer from {args.url} within {REPLY_TIMEOUT_S:g} s", file=sys.stderr)
         return 2

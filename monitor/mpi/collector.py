@@ -593,7 +593,7 @@ def run_collector(comm: MPI.Comm, layout: RankLayout, handler: DataEventHandlerP
         if collector.outputs is not None:
             collector.checkpoints.append(collector.outputs.run_dir / "summary.json")
         if run.control_url is not None:
-            collector.control = ControlEndpoint(run.control_url)
+            collector.control = ControlEndpoint(run.control_url, keys=run.control_keys)
             log.info("live parameters: python -m monitor.control %s get|set KEY=VALUE", run.control_url)
     except MonitorError as error:
         collector.fail(f"rank {layout.rank} (collector): {error}", exit_code=error.exit_code)
