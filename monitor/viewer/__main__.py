@@ -10,6 +10,7 @@ from PySide6 import QtCore, QtWidgets
 
 from monitor.errors import MonitorError
 from monitor.viewer.subscriber import ResultsSubscriber
+from monitor.viewer.parameters_panel import ParametersPanel
 from monitor.viewer.window import ViewerWindow
 from sources.geometry import DetectorGeometry, default_geometry_path
 
@@ -20,6 +21,11 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--geometry", type=Path, default=default_geometry_path(),
                         help="CrystFEL .geom to assemble frames with (default: the shipped JUNGFRAU 1M)")
     parser.add_argument("--raw", action="store_true", help="show frames as read out, without geometry")
+    parser.add_argument("--control", metavar="URL",
+                        help="the monitor's control_url: a panel to change thresholds while it runs")
+    parser.add_argument("--key", type=Path, metavar="FILE", help="with --control: this client's secret key (CURVE)")
+    parser.add_argument("--server-key", type=Path, metavar="FILE",
+                        help="with --control: the monitor's public key (CURVE)")
     parser.add_argument("--screenshot", type=Path, metavar="PNG",
                         help="save the window to PNG once data has been shown, then exit (for tests and reports)")
     parser.add_argument("--messages", type=int, default=1, metavar="N",
@@ -38,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         return error.exit_code
     application = QtWidgets.QApplication.instance() or QtWidgets.QApplication([sys.argv[0]])
     subscriber = ResultsSubscriber(arguments.url)
-    window = ViewerWindow(subscriber, geometry=geometry)
+    panel = None if arguments.control is None else ParametersPanel(
+        arguments.control, client_key=arguments.key, server_key=arguments.server_key)
+    window = ViewerWindow(subscriber, geometry=geometry, parameters=panel)
     window.show()
     if arguments.screenshot is not None:
         _screenshot_when_shown(window, arguments.screenshot, messages=arguments.messages,

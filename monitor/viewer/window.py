@@ -18,6 +18,7 @@ from monitor.outputs.plot_data import hit_rate_curve, radial_curves
 from monitor.outputs.protocol import POWDER, RADIAL_PROFILES
 from monitor.outputs.results_format import ResultsMessage
 from monitor.viewer.layout import layout_for
+from monitor.viewer.parameters_panel import ParametersPanel
 from monitor.viewer.subscriber import ResultsSubscriber
 from sources.geometry import DetectorGeometry
 
@@ -40,7 +41,8 @@ def _format(value: Any) -> str:
 class ViewerWindow(QtWidgets.QMainWindow):
     """Shows the newest results-stream message; survives the monitor restarting."""
 
-    def __init__(self, subscriber: ResultsSubscriber, *, geometry: DetectorGeometry | None) -> None:
+    def __init__(self, subscriber: ResultsSubscriber, *, geometry: DetectorGeometry | None,
+                 parameters: ParametersPanel | None = None) -> None:
         super().__init__()
         self._subscriber = subscriber
         self._geometry = geometry
@@ -58,6 +60,12 @@ class ViewerWindow(QtWidgets.QMainWindow):
         column.addWidget(self.status_label)
         column.addWidget(graphics, stretch=1)
         self.setCentralWidget(central)
+        self.parameters = parameters
+        if parameters is not None:  # the monitor's control endpoint: thresholds changed from here
+            dock = QtWidgets.QDockWidget("Live parameters", self)
+            dock.setWidget(parameters)
+            self.addDockWidget(QtCore.Qt.DockWidgetArea.RightDockWidgetArea, dock)
+            parameters.refresh()
 
         self.history_plot = graphics.addPlot(title="Hit-rate history", labels={"left": "hit rate", "bottom": "time (s)"})
         self.history_plot.getAxis("left").enableAutoSIPrefix(False)
