@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-__all__ = ["StatusLine", "format_summary", "format_accounting"]
+__all__ = ["StatusLine", "format_summary", "format_accounting", "format_parameter_sets"]
 
 
 def _figure(value: Any) -> str:
@@ -74,6 +74,17 @@ def format_accounting(accounting: dict[str, Any]) -> str:
     return line
 
 
+def format_parameter_sets(sets: list[dict[str, Any]]) -> str:
+    """One entry per live parameter set: what changed, who asked, its events and hit rate."""
+    entries = []
+    for entry in sets:
+        changes = ", ".join(f"{key}={value}" for key, value in entry["changes"].items()) or "as configured"
+        rate = "n/a" if entry["hit_rate"] is None else f"{entry['hit_rate']:.3f}"
+        entries.append(f"{entry['number']} ({changes}, by {entry['requested_by']}): {entry['events']:,} events "
+                       f"(ids {entry['first_event_id']}-{entry['last_event_id']}), hit rate {rate}")
+    return "; ".join(entries)
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     """The final table: run figures first, then the pipeline's, then one row per rank."""
     lines = ["", "Run summary", "-----------"]
@@ -81,6 +92,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     for key, value in summary.items():
         if key == "accounting":
             lines.append(f"{key:<{width}}  {format_accounting(value)}")
+            continue
+        if key == "parameter_sets":
+            lines.append(f"{key:<{width}}  {format_parameter_sets(value)}")
             continue
         if key == "per_rank" or isinstance(value, (dict, list)) and not _short_and_flat(value):
             continue  # series (profiles) and nested records go to --summary-json only

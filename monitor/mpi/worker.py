@@ -166,8 +166,9 @@ class _Worker:
             elif kind == "exit":
                 self._exit_code = int(values["code"])
             elif kind == "parameters":  # a live change, from the next event on
-                self._pipeline.update_parameters(parameters=self._pipeline.Parameters.model_validate(values["values"]))
                 self._parameter_set = int(values["number"])
+                self._pipeline.update_parameters(parameters=self._pipeline.Parameters.model_validate(values["values"]),
+                                                 number=self._parameter_set)
 
     def _forward_signal(self) -> None:
         if self._stop_signal.count > self._signals_forwarded:

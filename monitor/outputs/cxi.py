@@ -12,6 +12,7 @@ Layout (N hits, frames H x W, P = ``max_peaks`` columns)::
     /entry_1/result_1/peakSNR            (N, P)       float32
     /entry_1/event_id                    (N,)         int64, the detector frame number
     /entry_1/timestamp                   (N,)         float64, seconds (Unix time)
+    /entry_1/parameter_set               (N,)         int32, the live parameter set the hit was found with
     /entry_1/instrument_1/source_1/photon_energy_eV   (N,) float64, eV
     /entry_1/instrument_1/source_1/energy             (N,) float64, J (the CXI standard's unit)
     /entry_1/instrument_1/detector_1/distance         (N,) float64, m
@@ -126,6 +127,7 @@ class CXIFile:
         self._peaks["peakTotalIntensity"].attrs["units"] = "photon"
         self._event_ids = self._growing("entry_1/event_id", np.int64)
         self._timestamps = self._growing("entry_1/timestamp", np.float64, units="s")
+        self._parameter_sets = self._growing("entry_1/parameter_set", np.int32)
         self._photon_energy = self._growing("entry_1/instrument_1/source_1/photon_energy_eV", np.float64, units="eV")
         self._energy = self._growing("entry_1/instrument_1/source_1/energy", np.float64, units="J")
         self._distance = self._growing("entry_1/instrument_1/detector_1/distance", np.float64, units="m")
@@ -150,7 +152,7 @@ class CXIFile:
             raise ValueError(f"{self.path.name}: mask of shape {valid.shape}, file holds {self.frame_shape}")
         row = self.n_hits
         datasets = (self._frames, self._mask, self._n_peaks, *self._peaks.values(), self._event_ids,
-                    self._timestamps, self._photon_energy, self._energy, self._distance)
+                    self._timestamps, self._parameter_sets, self._photon_energy, self._energy, self._distance)
         for dataset in datasets:
             dataset.resize(row + 1, axis=0)
         if self._frames.dtype.kind in "iu" and frame.dtype.kind == "f":
@@ -166,6 +168,7 @@ class CXIFile:
             self._peaks[name][row] = padded
         self._event_ids[row] = int(hit.values.get("event_id", -1))
         self._timestamps[row] = float(hit.values.get("timestamp", np.nan))
+        self._parameter_sets[row] = int(hit.values.get("parameter_set", 0))
         self._photon_energy[row] = self._experiment.photon_energy_ev
         self._energy[row] = self._experiment.photon_energy_ev * ELECTRON_VOLT_J
         self._distance[row] = self._experiment.detector_distance_m

@@ -114,10 +114,16 @@ class HitWritingPipeline:
     def __init__(self, pipeline: ProcessingPipelineProtocol, writer: WorkerHitWriter) -> None:
         self._pipeline = pipeline
         self.writer = writer
+        self._parameter_set = 0
 
     def process_data(self, *, node_rank: int, node_pool_size: int, data: dict[str, Any]) -> ProcessedEvent:
         result = self._pipeline.process_data(node_rank=node_rank, node_pool_size=node_pool_size, data=data)
+        result.values["parameter_set"] = self._parameter_set  # in the hit file too
         return self.writer.take(result)
+
+    def update_parameters(self, *, parameters: Any, number: int) -> None:
+        self._pipeline.update_parameters(parameters=parameters, number=number)
+        self._parameter_set = number
 
     def end_processing_on_processing_node(self, *, node_rank: int, node_pool_size: int) -> None:
         try:

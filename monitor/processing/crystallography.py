@@ -252,7 +252,7 @@ class CrystallographyPipeline:
     def receive_feedback(self, *, feedback: dict[str, Any]) -> None:
         """This pipeline sends no feedback."""
 
-    def update_parameters(self, *, parameters: CrystallographyParameters) -> None:
+    def update_parameters(self, *, parameters: CrystallographyParameters, number: int) -> None:
         """New thresholds from the next frame on; the peak finder is rebuilt only if its own changed."""
         if parameters.peakfinder8 != self.parameters.peakfinder8 and self._geometry is not None:
             self._finder = PeakFinder8(parameters.peakfinder8, radius=self._geometry.radius,

@@ -56,9 +56,9 @@ class ProcessingPipelineProtocol(Protocol):
         """Take feedback the collector broadcast (on a worker)."""
         ...
 
-    def update_parameters(self, *, parameters: Any) -> None:
+    def update_parameters(self, *, parameters: Any, number: int) -> None:
         """Use ``parameters`` (the pipeline's own, already validated) from the next event on:
-        a live change (see ``monitor.live_parameters``), applied at a frame boundary."""
+        live parameter set ``number`` (see ``monitor.live_parameters``), at a frame boundary."""
         ...
 
     def status(self) -> dict[str, Scalar]:

@@ -105,7 +105,7 @@ class FrameStatisticsPipeline:
             self._bright_pixels += values["bright_pixels"]
         return None
 
-    def update_parameters(self, *, parameters: FrameStatisticsParameters) -> None:
+    def update_parameters(self, *, parameters: FrameStatisticsParameters, number: int) -> None:
         """It has no live keys (see ``monitor.live_parameters``); a change of the threshold still applies."""
         self.parameters = parameters
         self._threshold = parameters.threshold_adu
