@@ -104,6 +104,18 @@ def frames_config(url: str, pipeline: str = "FrameStatisticsPipeline", frame: st
     }
 
 
+def small_results_rate(steerable: bool, events: int = 100_000) -> float:
+    """Results/s the collector absorbs from 2 workers sending tiny results; ``steerable``: with
+    its control endpoint open (``monitor.control_url``) but no request ever sent."""
+    summary = monitor_run(2, {
+        "data_retrieval_layer": {"data_event_handler": "synthetic:SyntheticEventHandler", "events_per_worker": events},
+        "processing_layer": {"pipeline": "synthetic:TinyResultPipeline"},
+        "monitor": {"control_url": f"tcp://127.0.0.1:{free_port()}"} if steerable else {},
+    }, None)
+    assert summary["events_processed"] == 2 * events, summary
+    return summary["events_per_s"]
+
+
 def raw_mpi_message_rate() -> float:
     script = (
         "from mpi4py import MPI; import time\n"
@@ -135,13 +147,10 @@ def main() -> None:
         rate = summary["events_per_s"]
         print(f"monitor, {label}, {workers} worker(s): {rate:6.0f} frames/s "
               f"({100 * rate / raw:.0f}% of raw; worker time in handler+sources+pipeline {np.mean(busy):.2f} ms/frame)")
-    events = 100_000
-    summary = monitor_run(2, {
-        "data_retrieval_layer": {"data_event_handler": "synthetic:SyntheticEventHandler", "events_per_worker": events},
-        "processing_layer": {"pipeline": "synthetic:TinyResultPipeline"},
-    }, None)
-    assert summary["events_processed"] == 2 * events, summary
-    print(f"collector, small results absorbed:           {summary['events_per_s']:8.0f} results/s (2 workers)")
+    for steerable in (False, True):
+        rate = small_results_rate(steerable)
+        print(f"collector, small results absorbed:           {rate:8.0f} results/s (2 workers"
+              f"{', control endpoint open, never asked' if steerable else ''})")
     print(f"raw MPI, 64-byte messages to one rank:       {raw_mpi_message_rate():8.0f} messages/s (2 senders)")
     url = f"tcp://127.0.0.1:{free_port()}"
     idle = frames_config(url)

@@ -62,8 +62,8 @@ class DataEventHandlerProtocol(Protocol):
         ``max_events``); True if it will, so that an end message follows the frames already sent
         and the run can drain them; False when the source is not this handler's to stop.
 
-        Not in the seed interface: a stop that waits for frames in flight needs a last message
-        behind them, and only the sender can put it there.
+        Not in the seed interface, and optional: a stop that waits for frames in flight needs
+        a last message behind them, and only the sender can put it there.
         """
         ...
 
@@ -71,7 +71,8 @@ class DataEventHandlerProtocol(Protocol):
         """What the source side knows of the frames, from each component's last word:
         ``sent`` (the source's own count, or None), ``delivered`` (frames handed to the
         workers, or None), ``dropped`` (reason -> count) and ``estimates`` (labelled figures
-        that are not counts).  Call after ``end_event_handling_on_collecting_node``."""
+        that are not counts).  Call after ``end_event_handling_on_collecting_node``.  Optional:
+        without it the accounting relies on the end messages alone."""
         ...
 
     def end_event_handling_on_collecting_node(self, *, node_rank: int, node_pool_size: int) -> dict[str, Any]:

@@ -152,7 +152,7 @@ class Inbox:
             return None
         source = status.Get_source()
         payload = bytearray(status.Get_count(MPI.BYTE))
-        self._wait(comm.Irecv([payload, MPI.BYTE], source, TAG_MESSAGE), source)
+        comm.Recv([payload, MPI.BYTE], source, TAG_MESSAGE)  # a small header, probed: already here
         header = unpack(payload)
         arrays = {}
         for name, dtype, shape in header["a"]:
