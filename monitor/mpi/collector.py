@@ -576,7 +576,8 @@ class _Collector:
             "failed": self.report.events_failed,
             "acquisitions": self.report.acquisitions_ended,
             "parameter_set": len(self._parameter_sets) - 1,
-            "worker_last_seen_s": {rank: round(now - state.last_seen, 1) for rank, state in self._workers.items()},
+            "worker_last_seen_s": {str(rank): round(now - state.last_seen, 1)  # str: msgpack map keys
+                                   for rank, state in self._workers.items()},
             "events_per_worker": f"{min(counts)}-{max(counts)}",
             **({"lost_ranks": ",".join(map(str, self.report.lost_ranks))} if self.report.lost_ranks else {}),
             **self._handler.collecting_node_status(),
