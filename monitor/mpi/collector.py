@@ -110,6 +110,9 @@ class _WorkerState:
     host: str | None = None
     results: int = 0
     named_silent: bool = False
+    busy: tuple[float, float] = (0.0, 0.0)
+    """(when, busy seconds) of its last load report; with the one before, its busy fraction."""
+    busy_fraction: float = 0.0
     drained: bool = False
     bye: dict[str, Any] | None = None
     lost: bool = False
@@ -200,6 +203,8 @@ class _Collector:
             self._note_event()
         elif kind == "ready":
             self._workers[message.source].ready = True
+        elif kind == "load":
+            self._note_load(self._workers[message.source], values["busy_s"])
         elif kind == "start":
             self.report.acquisitions_started += 1
             self._last_activity = time.monotonic()
@@ -392,6 +397,14 @@ class _Collector:
                 self._control.send([rank], "stop")
         state.last_seen = now
 
+    @staticmethod
+    def _note_load(state: _WorkerState, busy_s: float) -> None:
+        now = time.monotonic()
+        then, busy_then = state.busy
+        if then and now > then:
+            state.busy_fraction = min(1.0, (busy_s - busy_then) / (now - then))
+        state.busy = (now, busy_s)
+
     def _check_workers(self, now: float) -> None:
         """Name a silent worker once; once the run is ending, give one silent too long up."""
         for rank in self._alive():
@@ -578,6 +591,8 @@ class _Collector:
             "parameter_set": len(self._parameter_sets) - 1,
             "worker_last_seen_s": {str(rank): round(now - state.last_seen, 1)  # str: msgpack map keys
                                    for rank, state in self._workers.items()},
+            "worker_busy_fraction": {str(rank): round(state.busy_fraction if now - state.last_seen < 2 else 0.0, 3)
+                                     for rank, state in self._workers.items()},
             "events_per_worker": f"{min(counts)}-{max(counts)}",
             **({"lost_ranks": ",".join(map(str, self.report.lost_ranks))} if self.report.lost_ranks else {}),
             **self._handler.collecting_node_status(),

@@ -41,7 +41,7 @@ Two, because the first may have started before the request arrived."""
 
 ALIVE_EVERY_S = 1.0
 """A worker that has sent nothing for this long says it is alive (the collector's silence
-warning comes after a few of these)."""
+warning comes after a few of these); a busy one says, as often, how busy it has been."""
 
 
 @dataclass
@@ -74,6 +74,7 @@ class _Worker:
         self._draining_idles: int | None = None
         self._signals_forwarded = 0
         self._parameter_set = 0
+        self._next_load_report = time.monotonic() + ALIVE_EVERY_S
         self._skipped = RateLimitedLog(log, interval_s=5.0, burst=3)
 
     def run(self) -> int:
@@ -118,6 +119,7 @@ class _Worker:
         info = event.get("additional_info", {})
         if kind == "frame":
             self._process(event)
+            self._report_load()
         elif kind == "end":
             self._outbox.send("end", {"frames_sent": info.get("frames_sent"),
                                       "frames_per_port": info.get("frames_per_port", {})})
@@ -125,6 +127,13 @@ class _Worker:
             self._outbox.send("start")
         elif kind == "idle":
             self._idle()
+
+    def _report_load(self) -> None:
+        """The seconds spent on events so far, once per ALIVE_EVERY_S: the collector's busy fraction."""
+        now = time.monotonic()
+        if now >= self._next_load_report:
+            self._next_load_report = now + ALIVE_EVERY_S
+            self._outbox.send("load", {"busy_s": self.stats.busy_s})
 
     def _idle(self) -> None:
         if self._draining_idles is not None:

@@ -74,4 +74,9 @@ class PrometheusMetrics:
         for rank, age in (status.get("worker_last_seen_s") or {}).items():
             last_seen.add_metric([str(rank)], age)
         families.append(last_seen)
+        busy = GaugeMetricFamily("monitor_worker_busy_fraction", "share of the last second a worker spent on events",
+                                 labels=["rank"])
+        for rank, fraction in (status.get("worker_busy_fraction") or {}).items():
+            busy.add_metric([str(rank)], fraction)
+        families.append(busy)
         return families
