@@ -107,11 +107,13 @@ def test_the_drop_policy_counts_the_incomplete_frame_and_sends_nothing() -> None
     assert m.matcher.current is not None and m.matcher.current.dropped == {"incomplete": 1}
 
 
-def test_after_a_stream_has_been_silent_for_the_timeout_frames_no_longer_wait_for_it() -> None:
+def test_a_frame_waits_at_most_the_timeout_for_a_silent_stream() -> None:
     m = Matcher(timeout=0.5)
     m.add(1, image(1, 1), now=0.0)
     m.add(0, image(1, 0), now=0.0)
     m.add(0, image(2, 0), now=1.0)  # stream 1 silent since 0.0
+    assert m.numbers() == [1]
+    m.matcher.expire(1.5)
 
     assert m.numbers() == [1, 2]
 
@@ -304,3 +306,15 @@ def test_each_kind_of_bad_message_is_counted(kind: str) -> None:
     m.add(0, _bad_messages()[kind])
 
     assert m.matcher.lifetime.bad == 1 and m.out == []
+
+
+def test_after_a_pause_of_the_whole_source_the_next_frame_waits_for_all_its_parts() -> None:
+    """A sender that stalls between frames (both streams silent) makes no part late."""
+    m = Matcher(timeout=0.5)
+    m.add(0, image(1, 0), now=0.0)
+    m.add(1, image(1, 1), now=0.0)
+    m.add(0, image(2, 0), now=3.0)  # both streams were silent for 3 s
+    m.add(1, image(2, 1), now=3.001)
+
+    assert m.rows() == [[0, 1], [0, 1]]
+    assert m.matcher.current.incomplete == 0 and m.matcher.current.streams[1].late == 0

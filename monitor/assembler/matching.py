@@ -253,13 +253,15 @@ class FrameMatcher:
 
     def _decidable(self, acquisition: _Acquisition, frame: _PendingFrame, now: float) -> bool:
         """No stream can still complete ``frame``: each missing one has ended, sent a later
-        frame, or been silent for ``part_timeout_s``."""
+        frame, or been silent for ``part_timeout_s`` since this frame began (not merely since
+        its own last image: after a pause of the whole source, the first stream to resume must
+        not make the others' parts of that frame late)."""
         streams = acquisition.counts.streams
         for s, image in enumerate(frame.images):
             if image is None and not (
                 streams[s].ended
                 or (streams[s].last_frame is not None and streams[s].last_frame > frame.number)
-                or now - acquisition.last_activity[s] >= self._timeout
+                or now - max(acquisition.last_activity[s], frame.created) >= self._timeout
             ):
                 return False
         return True
