@@ -162,6 +162,44 @@ def test_an_acquisition_whose_end_messages_were_lost_closes_after_the_acquisitio
     assert "end message lost (about 9 frames never arrived, estimated from progress)" in counts.summary()
 
 
+def _silent_then_more(first_frame_index_after: int) -> Matcher:
+    """Frames 1-3 of 12, six seconds of silence (acquisition timeout 3 s), then frames 4-5 whose
+    ``frameIndex`` starts at ``first_frame_index_after``."""
+    m = Matcher(timeout=0.5)
+    m.matcher = FrameMatcher(urls=m.matcher._urls, part_timeout_s=0.5, max_pending_frames=8,
+                             incomplete="send_marked", emit=m.out.append, acquisition_timeout_s=3.0)
+    indices = [0, 1, 2, first_frame_index_after, first_frame_index_after + 1]
+    for frame, index in zip((1, 2, 3, 4, 5), indices):
+        now = float(frame) if frame <= 3 else 6.0 + frame
+        if frame == 4:
+            m.matcher.expire(now)
+        header = wire.receiver_header(frameNumber=frame, row=0, shape=SHAPE, size=64, frameIndex=index,
+                                      progress=100.0 * (index + 1) / 12)
+        for stream in (0, 1):
+            m.add(stream, [wire.encode_header({**header, "row": stream}), bytes(64)], now=now)
+    return m
+
+
+def test_a_source_that_only_paused_continues_its_acquisition_and_nothing_is_estimated_lost() -> None:
+    m = _silent_then_more(first_frame_index_after=3)  # the receiver's count goes on: same acquisition
+    first = next(o.acquisition for o in m.out if isinstance(o, OutgoingEnd))
+    second = m.matcher.current
+
+    assert first.end_lost and first.continued_by == 2 and second.continues == 1
+    assert first.estimated_not_received() is None
+    assert "continued as acquisition 2" in first.summary()
+    assert "continues acquisition 1 after a pause" in second.summary()
+    assert m.numbers() == [1, 2, 3, 4, 5]
+
+
+def test_a_new_acquisition_after_a_lost_end_is_not_taken_for_a_pause() -> None:
+    m = _silent_then_more(first_frame_index_after=0)  # the receiver counts afresh: a new acquisition
+    first = next(o.acquisition for o in m.out if isinstance(o, OutgoingEnd))
+
+    assert first.end_lost and first.continued_by is None and m.matcher.current.continues is None
+    assert first.estimated_not_received() == 9
+
+
 def test_a_stream_that_sends_nothing_is_named_once(caplog: pytest.LogCaptureFixture) -> None:
     m = Matcher(timeout=0.5)
     with caplog.at_level(logging.WARNING, logger="monitor.assembler"):

@@ -63,6 +63,13 @@ class StreamCounts:
             return None
         return round((self.last_frame_index + 1) * 100.0 / self.last_progress)
 
+    def counting_origin(self) -> int | None:
+        """The frame number this stream's receiver counts ``frameIndex`` from: the same number
+        for every image of one acquisition, whatever pauses there were in it."""
+        if self.last_frame is None or self.last_frame_index is None:
+            return None
+        return self.last_frame - self.last_frame_index
+
 
 @dataclass(slots=True)
 class AcquisitionCounts:
@@ -82,6 +89,11 @@ class AcquisitionCounts:
     dropped: Counter[str] = field(default_factory=Counter)
     end_lost: bool = False
     """Closed because every stream went silent for ``acquisition_timeout_s`` without an end message."""
+    continued_by: int | None = None
+    """Closed on silence, then resumed: the next acquisition's images carried on this one's
+    ``frameIndex`` count, so the source had only paused (its end was not lost)."""
+    continues: int | None = None
+    """The acquisition this one resumes after a pause (see ``continued_by``)."""
     stopped: bool = False
     """Closed because the assembler was stopped."""
     first_frame: int | None = None
@@ -101,7 +113,7 @@ class AcquisitionCounts:
     def estimated_not_received(self) -> int | None:
         """After a lost end message: frames the streams' last ``progress`` says were still to come
         (an estimate, never counted as a loss); None when the end arrived or nothing says."""
-        if not self.end_lost or self.first_frame is None or self.last_frame is None:
+        if not self.end_lost or self.continued_by is not None or self.first_frame is None or self.last_frame is None:
             return None
         expected = [n for n in (s.expected_frames() for s in self.streams) if n is not None]
         if not expected:
@@ -125,7 +137,8 @@ class AcquisitionCounts:
             "acquisition": self.number, "started_at": self.started_at, "ended_at": self.ended_at,
             "assembled": self.assembled, "incomplete": self.incomplete, "missing_parts": self.missing_parts,
             "sent": self.sent, "dropped": dict(self.dropped), "gaps": self.gaps,
-            "end_lost": self.end_lost, "stopped": self.stopped,
+            "end_lost": self.end_lost, "continued_by": self.continued_by, "continues": self.continues,
+            "stopped": self.stopped,
             "estimated_not_received": self.estimated_not_received(),
             "first_frame": self.first_frame, "last_frame": self.last_frame,
             "streams": [stream.as_dict() for stream in self.streams],
@@ -143,7 +156,11 @@ class AcquisitionCounts:
             "ends missing": sum(s.end_missing for s in self.streams),
         }
         extra = "".join(f", {name} {n}" for name, n in problems.items() if n)
-        if self.end_lost:
+        if self.continues is not None:
+            extra += f", continues acquisition {self.continues} after a pause"
+        if self.continued_by is not None:
+            extra += f", paused longer than the acquisition timeout: continued as acquisition {self.continued_by}"
+        elif self.end_lost:
             estimate = self.estimated_not_received()
             extra += ", end message lost" + ("" if estimate is None else f" (about {estimate} frames never "
                                                                           "arrived, estimated from progress)")

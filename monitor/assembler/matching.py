@@ -16,7 +16,10 @@ tested (and read) on their own:
   acquisition open (a failed start, an end repeated on request) change nothing;
 * an acquisition whose streams have all been silent for ``acquisition_timeout_s``
   with no end message is closed as ``end message lost``: a PUB stream can lose its
-  end like any other message, and nothing else would ever close it.
+  end like any other message, and nothing else would ever close it; if the source
+  had only paused (a trigger that stopped for a while), its next images carry on
+  the closed acquisition's ``frameIndex`` count, and the next acquisition is
+  recorded as that one continued.
 
 Pixel buffers are never copied: the received ZMQ frames go into the outgoing
 messages as they are.
@@ -143,6 +146,7 @@ class FrameMatcher:
         self._send_incomplete = incomplete == "send_marked"
         self._emit = emit
         self._acquisition: _Acquisition | None = None
+        self._last_closed: _Acquisition | None = None
         self._resolved: set[int] = set()
         self._resolved_order: deque[int] = deque()
         self._bad_input = RateLimitedLog(log)
@@ -186,7 +190,8 @@ class FrameMatcher:
         if now >= self._close_deadline(acquisition):
             if not any(stream.ended for stream in acquisition.counts.streams):
                 acquisition.counts.end_lost = True
-                log.warning("acquisition %d: no end message and no data for %g s: closed as 'end message lost'",
+                log.warning("acquisition %d: no end message and no data for %g s: closed as 'end message lost' "
+                            "(unless the source only paused: its next frames would show it)",
                             acquisition.counts.number, self._acquisition_timeout)
             self._close(acquisition)
 
@@ -219,6 +224,7 @@ class FrameMatcher:
                 self.lifetime.late += 1
                 return
             acquisition = self._open(now)
+            self._note_resumption(acquisition, stream, number, _int_or_none(image.header.get("frameIndex")), now)
         counts = acquisition.counts.streams[stream]
         if counts.last_frame is not None and number <= counts.last_frame:
             counts.late += 1  # out of order: cannot happen on one PUB stream, but must not crash
@@ -329,6 +335,23 @@ class FrameMatcher:
         self._acquisition = _Acquisition(counts, first_headers=[None] * n, last_activity=[now] * n)
         return self._acquisition
 
+    def _note_resumption(
+        self, acquisition: _Acquisition, stream: int, number: int, frame_index: int | None, now: float,
+    ) -> None:
+        """A receiver counts ``frameIndex`` from its acquisition's first frame: an image that keeps
+        the count of an acquisition closed on silence shows that the source paused, not that it
+        ended (so nothing was lost, and no frames are estimated missing)."""
+        previous = self._last_closed
+        if previous is None or not previous.counts.end_lost or frame_index is None:
+            return
+        if number - frame_index != previous.counts.streams[stream].counting_origin():
+            return
+        previous.counts.continued_by = acquisition.counts.number
+        acquisition.counts.continues = previous.counts.number
+        log.info("acquisition %d continues acquisition %d: the source paused for %.1f s, longer than "
+                 "acquisition_timeout_s (%g s); its end message was not lost", acquisition.counts.number,
+                 previous.counts.number, now - max(previous.last_activity), self._acquisition_timeout)
+
     def _start_sending(self, acquisition: _Acquisition) -> None:
         """Emit the start message before the acquisition's first frame (or its end): a part per receiver.
 
@@ -388,6 +411,7 @@ class FrameMatcher:
         self._start_sending(acquisition)
         acquisition.counts.ended_at = time.time()
         self._acquisition = None
+        self._last_closed = acquisition
         self._emit(OutgoingEnd(acquisition.counts, acquisition.receivers))
 
     # --- bad input ---------------------------------------------------------------

@@ -77,8 +77,9 @@ class Assembler:
             emit=self._enqueue, acquisition_timeout_s=parameters.acquisition_timeout_s,
         )
         self._behind = RateLimitedLog(log, interval_s=2.0)
-        self.acquisitions: list[dict[str, Any]] = []
-        """The final counts of every acquisition closed so far (and the open one once stopped)."""
+        self.acquisitions: list[AcquisitionCounts] = []
+        """Every acquisition closed so far (and the open one once stopped); kept as counts, not
+        as dicts, because a later acquisition can still show that one only paused."""
         self._finished = False
         self._context: zmq.Context | None = None
         self._streams: list[zmq.Socket] = []
@@ -265,7 +266,7 @@ class Assembler:
 
     def _acquisition_sent(self, counts: AcquisitionCounts) -> None:
         log.info("assembler: %s", counts.summary())
-        self.acquisitions.append(counts.as_dict())
+        self.acquisitions.append(counts)
         self._publish(counts, final=True)
         if self._parameters.stop_after_acquisition:
             self._finished = True
@@ -318,11 +319,12 @@ class Assembler:
         unsent_ends = [item.acquisition for item in self._queue if isinstance(item, OutgoingEnd)]
         if unsent_ends:
             log.warning("assembler: the workers took no end message within %g s", _END_SEND_S)
-        self.acquisitions += [counts.as_dict() for counts in unsent_ends]
+        self.acquisitions += unsent_ends
 
     def final_report(self) -> dict[str, Any]:
         """Every acquisition's final counts and the lifetime counts: the assembler's last word."""
-        return {"acquisitions": self.acquisitions, "lifetime": self._matcher.lifetime.as_dict()}
+        return {"acquisitions": [counts.as_dict() for counts in self.acquisitions],
+                "lifetime": self._matcher.lifetime.as_dict()}
 
 
 def _io_thread_masks(io_threads: int) -> tuple[int, int]:

@@ -203,6 +203,9 @@ class _Collector:
             self._note_event()
         elif kind == "ready":
             self._workers[message.source].ready = True
+            # No frame can be seen before the workers are ready (on a fresh install they spend
+            # seconds compiling kernels): "nothing arrived" counts from the last of them.
+            self._last_activity = time.monotonic()
         elif kind == "load":
             self._note_load(self._workers[message.source], values["busy_s"])
         elif kind == "start":

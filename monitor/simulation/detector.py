@@ -276,6 +276,15 @@ class SimulatedJungfrau1M:
         for k in range(pool_size):
             self._pool_raw[k].flat[:] = self._encode(no_photons, slice(None), rng.standard_normal(n_pixels))
             self._pool_raw[k].flat[self._dead] = 0
+        if pool_size:
+            self._compile_spot_kernel()
+
+    def _compile_spot_kernel(self) -> None:
+        """Draw a hit now: with a cold numba cache (a fresh install) compiling the spot kernel
+        takes seconds, and a paced stream must not stall at its first hit instead."""
+        for number in range(1000 if self.hit_fraction > 0 else 0):
+            if self.truth(number).is_hit:  # drawing a hit's spots is what compiles the kernel
+                return
 
     def _lab_coordinates(self) -> tuple[np.ndarray, np.ndarray]:
         """Pixel-centre positions relative to the beam, in pixels (y down the detector, x along rows)."""
