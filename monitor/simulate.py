@@ -72,6 +72,9 @@ class SimulatorParameters(BaseModel):
     """Receiver protocol: messages a stream queues for a slow subscriber before it drops (slsReceiver: 1000)."""
     lose_end_messages: bool = False
     """Receiver protocol: send no end message, as when the network lost it (for tests of that case)."""
+    pause: tuple[int, float] | None = None
+    """(frames, seconds): after that many frames, send nothing for that long, as when an external
+    trigger stops for a while within one acquisition."""
 
     @field_validator("url")
     @classmethod
@@ -89,6 +92,8 @@ class SimulatorParameters(BaseModel):
         ]
         if self.lose_end_messages:
             args.append("--lose-end-messages")
+        if self.pause is not None:
+            args += ["--pause", str(self.pause[0]), str(self.pause[1])]
         if self.truth_file is not None:
             args += ["--truth", str(self.truth_file)]
         return args
@@ -111,12 +116,14 @@ class _Stop:
 _STOP = _Stop()
 
 
-def _paced(count: int, rate_hz: float, first: int) -> Iterator[int]:
+def _paced(count: int, rate_hz: float, first: int, pause: tuple[int, float] | None) -> Iterator[int]:
     """Frame numbers at ``rate_hz``, catching up after a slow frame rather than drifting."""
     start = time.perf_counter()
     for i in range(count):
         if _STOP.requested:
             return
+        if pause is not None and i == pause[0]:
+            start += pause[1]
         delay = start + i / rate_hz - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
@@ -153,7 +160,7 @@ def _frames(parameters: SimulatorParameters) -> Iterator[tuple[int, np.ndarray, 
     from monitor.simulation import SimulatedJungfrau1M
 
     model = SimulatedJungfrau1M(seed=parameters.seed, hit_fraction=parameters.hit_fraction, crystal=parameters.crystal)
-    for number in _paced(parameters.frames, parameters.rate_hz, parameters.first_frame):
+    for number in _paced(parameters.frames, parameters.rate_hz, parameters.first_frame, parameters.pause):
         raw, frame_truth = model.frame(number)
         yield number, raw, frame_truth
 
@@ -292,6 +299,8 @@ def _arguments(argv: list[str] | None) -> SimulatorParameters:
                         help="receiver: messages queued per stream before it drops (slsReceiver: 1000)")
     parser.add_argument("--lose-end-messages", action="store_true",
                         help="receiver: send no end messages, as if the network lost them")
+    parser.add_argument("--pause", nargs=2, type=float, metavar=("FRAMES", "SECONDS"), default=None,
+                        help="after FRAMES frames, send nothing for SECONDS (a trigger that stops a while)")
     parser.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.exit_with_parent:
@@ -301,6 +310,7 @@ def _arguments(argv: list[str] | None) -> SimulatorParameters:
         streams=args.streams, first_frame=args.first_frame, seed=args.seed,
         hit_fraction=args.hit_fraction, crystal=args.crystal, truth_file=args.truth,
         subscriber_wait_s=args.subscriber_wait, send_hwm=args.send_hwm, lose_end_messages=args.lose_end_messages,
+        pause=None if args.pause is None else (int(args.pause[0]), args.pause[1]),
     )
 
 

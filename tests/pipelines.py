@@ -1,4 +1,4 @@
-"""Pipelines for whole-run tests: one that fails on purpose, one that counts event ids."""
+"""Pipelines for whole-run tests: one that fails on purpose, one that counts event ids, slow ones."""
 
 from __future__ import annotations
 
@@ -66,3 +66,21 @@ class SlowPipeline(FrameStatisticsPipeline):
     def process_data(self, *, node_rank: int, node_pool_size: int, data: dict[str, Any]) -> ProcessedEvent:
         time.sleep(self._seconds)
         return super().process_data(node_rank=node_rank, node_pool_size=node_pool_size, data=data)
+
+
+class SlowStartParameters(FrameStatisticsParameters):
+    seconds_to_prepare: float = 4.0
+
+
+class SlowStartPipeline(FrameStatisticsPipeline):
+    """Takes ``seconds_to_prepare`` to initialise each worker, as a fresh install compiling its kernels."""
+
+    Parameters = SlowStartParameters
+
+    def __init__(self, *, parameters: SlowStartParameters) -> None:
+        super().__init__(parameters=parameters)
+        self._prepare_s = parameters.seconds_to_prepare
+
+    def initialize_processing_node(self, *, node_rank: int, node_pool_size: int) -> None:
+        time.sleep(self._prepare_s)
+        super().initialize_processing_node(node_rank=node_rank, node_pool_size=node_pool_size)

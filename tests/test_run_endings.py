@@ -96,6 +96,40 @@ def test_workers_slower_than_the_source_end_by_themselves_with_every_frame_accou
     assert set(accounting["dropped"]) <= {"workers_behind"}
 
 
+def test_a_source_that_pauses_past_the_acquisition_timeout_is_one_acquisition_with_nothing_lost(
+        config_factory, tmp_path):
+    """An external trigger that stops for a while, in live use (the run goes on across
+    acquisitions): the acquisition closes on silence, and the frames after the pause show (by
+    their frameIndex count) that it only paused."""
+    config = config_factory({
+        "data_retrieval_layer": {"simulator": {"frames": 300, "rate_hz": 500, "protocol": "receiver",
+                                               "pause": [100, 3.0]},
+                                 "assembler": {"acquisition_timeout_s": 1.5}, "stop_after_acquisition": False},
+        "processing_layer": LIGHT, "monitor": {"max_events": 300}})
+    summary_file = tmp_path / "summary.json"
+    out, err = finish(start(3, config, summary_file), timeout=90)
+    summary = json.loads(summary_file.read_text())
+    accounting = assert_balanced(summary, sent=300)
+    paused, resumed = summary["assembler_acquisitions"]
+    assert paused["continued_by"] == 2 and resumed["continues"] == 1
+    assert paused["sent"] + resumed["sent"] == accounting["processed"] == 300
+    assert accounting.get("estimates", {}) == {}  # no frames are said to be missing
+    assert "acquisition 2 continues acquisition 1: the source paused" in err
+
+
+def test_workers_slow_to_prepare_are_waited_for_and_the_source_is_not_blamed(config_factory, tmp_path):
+    config = config_factory({
+        "data_retrieval_layer": {"simulator": {"frames": 200, "rate_hz": 200}},
+        "processing_layer": {"pipeline": "pipelines:SlowStartPipeline", "seconds_to_prepare": 4.0},
+        "monitor": {"no_data_warning_s": 2.0}})
+    summary_file = tmp_path / "summary.json"
+    out, err = finish(start(3, config, summary_file), timeout=90)
+    summary = json.loads(summary_file.read_text())
+    assert assert_balanced(summary, sent=200)["processed"] == 200
+    assert "2 of 2 workers are still preparing" in err
+    assert "no frames from" not in err
+
+
 def test_a_lost_end_message_closes_the_acquisition_after_its_timeout_and_the_run_ends(config_factory, tmp_path):
     config = config_factory({
         "data_retrieval_layer": {"simulator": {"frames": 300, "rate_hz": 500, "lose_end_messages": True},

@@ -146,6 +146,7 @@ class _Collector:
         self.outputs: CollectorOutput | None = None
         self._outputs_working = True
         self._warned_no_data = False
+        self._noted_preparing = False
         self._phase: Phase = "running"
         self._phase_since = self._started
         self._finished: set[int] = set()
@@ -442,12 +443,23 @@ class _Collector:
             self._check_ending(now)
             return
         idle = now - self._last_activity
-        if self.report.first_event_s is None and not self._warned_no_data and idle > self._run.no_data_warning_s:
+        if self.report.first_event_s is None and idle > self._run.no_data_warning_s:
+            self._note_no_data(idle)
+        if self._run.idle_timeout_s is not None and idle > self._run.idle_timeout_s:
+            self._begin_stop(f"idle timeout: nothing arrived for {self._run.idle_timeout_s:g} s", drain=True)
+
+    def _note_no_data(self, idle: float) -> None:
+        """Blame the source only once every worker is ready: until then the frames may well be
+        waiting for them (a first run after installing spends seconds compiling kernels)."""
+        preparing = [rank for rank in self._alive() if not self._workers[rank].ready]
+        if preparing and not self._noted_preparing:
+            self._noted_preparing = True
+            log.info("no frames yet after %.0f s: %d of %d workers are still preparing (compiling kernels, "
+                     "connecting); waiting for them", idle, len(preparing), len(self._workers))
+        elif not preparing and not self._warned_no_data:
             self._warned_no_data = True
             log.warning("no frames from %s after %.0f s: is the detector or frame sender running? Still waiting.",
                         self._source, idle)
-        if self._run.idle_timeout_s is not None and idle > self._run.idle_timeout_s:
-            self._begin_stop(f"idle timeout: nothing arrived for {self._run.idle_timeout_s:g} s", drain=True)
 
     def _report_figures(self, now: float) -> None:
         if now >= self._next_status:
