@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import zmq
@@ -250,22 +251,31 @@ def test_an_output_folder_that_cannot_be_created_is_a_configuration_error(config
     assert "Not a directory" in errors[0]
 
 
-def test_a_killed_worker_leaves_a_checkpointed_summary_and_no_process_behind(config_factory, tmp_path):
-    """MPICH's launcher kills the whole job when one rank dies: what survives is the checkpoint."""
+def test_a_killed_worker_is_named_and_leaves_a_checkpointed_summary_and_no_process_behind(config_factory, tmp_path):
+    """MPICH's launcher kills the whole job when one rank dies: the rank watch names it, and what
+    survives is the checkpoint, marked killed."""
     config = config_factory({"data_retrieval_layer": {"simulator": {"frames": 100000, "rate_hz": 200}},
-                             "processing_layer": LIGHT, "monitor": {"checkpoint_interval_s": 0.5}})
+                             "outputs": {"hit_files": {"max_hits_per_file": 5}},
+                             "monitor": {"checkpoint_interval_s": 0.5}})
     summary_file = tmp_path / "summary.json"
     monitor = start(4, config, summary_file)
     victim = rank_pid(config, 2)
     wait_for_frames(monitor)
-    time.sleep(1.5)
+    time.sleep(3)
     os.kill(victim, signal.SIGKILL)
-    finish(monitor, timeout=60)
+    out, err = finish(monitor, timeout=60)
     assert monitor.returncode != 0
+    assert f"monitor: rank 2 (pid {victim}) died (killed or crashed)" in err  # Hydra itself names another pid
     checkpoint = json.loads(summary_file.read_text())
-    assert checkpoint["state"] == "running" and checkpoint["accounting"]["processed"] > 0
+    assert checkpoint["state"] == "killed" and checkpoint["accounting"]["processed"] > 0
+    assert checkpoint["killed"]["rank"] == 2 and checkpoint["killed"]["pid"] == victim
     (run_dir,) = (tmp_path / "output").iterdir()
-    assert json.loads((run_dir / "summary.json").read_text())["state"] == "running"
+    assert json.loads((run_dir / "summary.json").read_text())["killed"]["rank"] == 2
+    closed = (run_dir / "files.lst").read_text().split()
+    assert closed
+    for path in closed:
+        with h5py.File(path, "r") as hits:  # every file listed was closed whole
+            assert hits["/entry_1/data_1/data"].shape[0] == 5
     deadline = time.monotonic() + 10  # the assembler and the simulator follow their parent
     while time.monotonic() < deadline and _processes_of(config):
         time.sleep(0.2)

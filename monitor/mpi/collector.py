@@ -42,6 +42,7 @@ from monitor.mpi.signals import StopSignal
 from monitor.mpi.summary import frame_accounting, write_json_atomically
 from monitor.outputs.protocol import CollectorOutput
 from monitor.processing.protocol import ProcessingPipelineProtocol
+from monitor.rank_watch import RankWatch
 
 __all__ = ["CollectorReport", "run_collector"]
 
@@ -155,10 +156,12 @@ class _Collector:
         self._next_housekeeping = self._started
         self._live_parameters = pipeline_parameters
         self._parameter_sets = [ParameterSet(0, {}, "the configuration")]
+        self._rank_watch = RankWatch(None)
 
     # -- the loop ---------------------------------------------------------------
 
     def run(self) -> CollectorReport:
+        self._rank_watch = RankWatch.start(collector_rank=self._layout.rank, checkpoints=self.checkpoints)
         inbox = Inbox(self._comm, patience_s=self._run.stop_timeout_s)
         sleep = IDLE_SLEEP_S[0]
         empty_polls = 0
@@ -178,6 +181,7 @@ class _Collector:
             except Exception as error:  # the collector's own failure ends the run like a worker's
                 log.debug("collector failed", exc_info=True)
                 self.fail(f"rank {self._layout.rank} (collector): {type(error).__name__}: {error}")
+        self._rank_watch.end()
         return self.report
 
     @property
@@ -218,6 +222,8 @@ class _Collector:
             self._workers[message.source].drained = True
         elif kind == "hello":
             self._workers[message.source].pid, self._workers[message.source].host = values["pid"], values["host"]
+            if values["host"] == socket.gethostname():
+                self._rank_watch.watch(message.source, values["pid"])
         elif kind == "finished":
             self._finished.add(message.source)
             if self._finished >= set(self._layout.workers):
@@ -333,6 +339,7 @@ class _Collector:
 
     def _send_stop(self) -> None:
         log.debug("telling the workers to stop")
+        self._rank_watch.end()  # from here on, workers exit as they should
         self._enter("stopping")
         self._control.send(self._alive(), "stop")
 

@@ -1,0 +1,189 @@
+"""Saying which rank died when the launcher kills the whole job for it.
+
+When one rank is killed, the launchers (MPICH's Hydra, Open MPI's mpirun) kill
+the others within milliseconds, and Hydra names some other process, if any: no
+rank lives long enough to say what happened.  This small process, started by
+the collector outside MPI (in a session of its own, so the launcher's cleanup
+leaves it alone), watches the ranks on its host through pidfds, which become
+readable the moment a process ends.  It holds the job's stderr, which the
+launcher still forwards, so its one line reaches the user; once the collector is
+gone too, it marks the summary checkpoints as killed, naming the rank.
+
+Its standard input comes from the collector: ``watch RANK PID`` lines name the
+ranks to watch, ``end`` says the run is ending as it should (ranks exit from
+then on), and the end of input means the collector itself is gone.  It imports
+no MPI: an MPI library initialised here would join the job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["RankWatch", "main"]
+
+log = logging.getLogger(__name__)
+
+_PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+
+
+class RankWatch:
+    """The collector's end of the watch: names ranks to it, and says when the run ends in order."""
+
+    def __init__(self, process: subprocess.Popen[bytes] | None) -> None:
+        self._process = process
+
+    @classmethod
+    def start(cls, *, collector_rank: int, checkpoints: list[Path]) -> RankWatch:
+        """Start the watch process; without one (it could not start) the run goes on unwatched."""
+        command = [sys.executable, "-m", "monitor.rank_watch", "--collector", str(collector_rank), str(os.getpid())]
+        for path in checkpoints:
+            command += ["--checkpoint", str(path)]
+        environment = dict(os.environ)
+        environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), environment.get("PYTHONPATH")]))
+        try:
+            process = subprocess.Popen(command, stdin=subprocess.PIPE, env=environment, start_new_session=True)
+        except OSError as error:
+            log.warning("no watch on the ranks' processes (%s): a killed rank will not be named", error)
+            return cls(None)
+        return cls(process)
+
+    def watch(self, rank: int, pid: int) -> None:
+        self._tell(f"watch {rank} {pid}\n")
+
+    def end(self) -> None:
+        """The run ends in order: ranks exit from now on, and nothing is to be said of it."""
+        if self._process is None:
+            return
+        self._tell("end\n")
+        self._close_input()
+        try:
+            self._process.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+        self._process = None
+
+    def _tell(self, line: str) -> None:
+        stdin = self._stdin()
+        if stdin is None:
+            return
+        try:
+            stdin.write(line.encode())
+            stdin.flush()
+        except (BrokenPipeError, ValueError):  # the watch has gone: the run goes on unwatched
+            self._process = None
+
+    def _stdin(self) -> IO[bytes] | None:
+        return None if self._process is None else self._process.stdin
+
+    def _close_input(self) -> None:
+        stdin = self._stdin()
+        if stdin is not None:
+            try:
+                stdin.close()
+            except BrokenPipeError:
+                pass
+
+
+class _Watch:
+    """The watch process's loop."""
+
+    def __init__(self, collector: tuple[int, int], checkpoints: list[Path]) -> None:
+        self._collector = collector
+        self._checkpoints = checkpoints
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(sys.stdin.fileno(), selectors.EVENT_READ, None)
+        self._commands = b""
+        self._died: list[tuple[int, int, float]] = []
+
+    def run(self) -> int:
+        while True:
+            for key, _ in self._selector.select():
+                if key.data is None:
+                    if not self._read_commands():
+                        return 0
+                else:
+                    self._selector.unregister(key.fd)
+                    os.close(key.fd)
+                    self._died_now(*key.data)
+
+    def _read_commands(self) -> bool:
+        """Take what the collector wrote; False once the watch is over."""
+        chunk = os.read(sys.stdin.fileno(), 4096)
+        if not chunk:
+            self._collector_gone()
+            return False
+        self._commands += chunk
+        *lines, self._commands = self._commands.split(b"\n")
+        for line in lines:
+            words = line.split()
+            if words == [b"end"]:
+                return False
+            if len(words) == 3 and words[0] == b"watch":
+                self._watch(int(words[1]), int(words[2]))
+        return True
+
+    def _watch(self, rank: int, pid: int) -> None:
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:  # already gone (said when the collector goes), or no pidfd on this kernel
+            return
+        self._selector.register(pidfd, selectors.EVENT_READ, (rank, pid))
+
+    def _died_now(self, rank: int, pid: int) -> None:
+        """The first death is the news; the launcher's killing of the others follows from it."""
+        self._died.append((rank, pid, time.time()))
+        if len(self._died) == 1:
+            print(f"monitor: rank {rank} (pid {pid}) died (killed or crashed) while the run went on; "
+                  f"if the launcher ends the job for it, the summary checkpoint keeps the figures up to here",
+                  file=sys.stderr, flush=True)
+
+    def _collector_gone(self) -> None:
+        """The collector ended without saying ``end``: the run was killed.  Say so in the checkpoints."""
+        if self._died:
+            rank, pid, at = self._died[0]
+            how = f"killed after rank {rank} (pid {pid}) died"
+        else:
+            rank, pid = self._collector
+            at = time.time()
+            how = f"killed: rank {rank} (the collector, pid {pid}) died"
+            print(f"monitor: rank {rank} (the collector, pid {pid}) died (killed or crashed); the run ended with it, "
+                  f"and the summary checkpoint keeps the figures up to its last write", file=sys.stderr, flush=True)
+        for path in self._checkpoints:
+            _mark_killed(path, how=how, rank=rank, pid=pid, at=at)
+
+
+def _mark_killed(path: Path, *, how: str, rank: int, pid: int, at: float) -> None:
+    try:
+        document: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):  # none written yet, or not ours to mend
+        return
+    if document.get("state") not in ("running", "stopping"):
+        return
+    document.update(state="killed", killed={"how": how, "rank": rank, "pid": pid,
+                                             "at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(at))})
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(document, indent=2) + "\n")
+    partial.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m monitor.rank_watch", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--collector", nargs=2, type=int, metavar=("RANK", "PID"), required=True)
+    parser.add_argument("--checkpoint", type=Path, action="append", default=[])
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the collector's stop, not a Ctrl-C, ends the watch
+    return _Watch((args.collector[0], args.collector[1]), args.checkpoint).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
