@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from handlers.protocol import Event
 from monitor.assembler import AssemblerParameters, AssemblerProcess, AssemblerStats, start_assembler
 from monitor.endpoints import check_endpoint
-from monitor.errors import DataExtractionError, WireFormatError
+from monitor.errors import DataExtractionError, WireFormatError, one_line
 from monitor.simulate import SimulatorParameters
 from monitor.wire import SyncEnd, SyncFrame, SyncStart, parse_sync_message
 from sources.jungfrau1m import DATA_SOURCES
@@ -349,7 +349,7 @@ class Jungfrau1MZmqDataEventHandler:
             except DataExtractionError:
                 raise
             except Exception as error:  # a source bug or odd input: still one event's failure
-                raise DataExtractionError(f"{name}: {type(error).__name__}: {error}") from error
+                raise DataExtractionError(f"{name}: {one_line(error)}") from error
         return data
 
     def initialize_event_data_retrieval(self) -> None:

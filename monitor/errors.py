@@ -12,6 +12,7 @@ __all__ = [
     "DataExtractionError",
     "WireFormatError",
     "LaunchError",
+    "one_line",
 ]
 
 
@@ -39,3 +40,12 @@ class LaunchError(MonitorError):
     """The launcher and the MPI library do not match, or the run has one rank (message names the fix)."""
 
     exit_code = 2
+
+
+def one_line(error: BaseException) -> str:
+    """``Type: first line`` of any exception, for a log line or a summary entry: an MPI error's
+    text is a whole error stack (MPICH's), which must not become the user's message."""
+    lines = str(error).strip().splitlines()
+    text = lines[0].strip().removesuffix(", error stack:") if lines else ""
+    name = "MPI" if type(error).__module__.startswith("mpi4py") else type(error).__name__
+    return f"{name}: {text}" if text else name

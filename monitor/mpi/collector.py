@@ -35,7 +35,7 @@ from handlers.protocol import DataEventHandlerProtocol
 from monitor.config import RunParameters
 from monitor.control import ControlEndpoint
 from monitor.live_parameters import LIVE_KEYS, ParameterSet, apply_changes
-from monitor.errors import MonitorError
+from monitor.errors import MonitorError, one_line
 from monitor.mpi.messages import ControlSender, Inbox, PeerSilent, Received
 from monitor.mpi.ranks import RankLayout
 from monitor.mpi.signals import StopSignal
@@ -180,7 +180,7 @@ class _Collector:
                 self._lose(silent.rank, str(silent))
             except Exception as error:  # the collector's own failure ends the run like a worker's
                 log.debug("collector failed", exc_info=True)
-                self.fail(f"rank {self._layout.rank} (collector): {type(error).__name__}: {error}")
+                self.fail(f"rank {self._layout.rank} (collector): {one_line(error)}")
         self._rank_watch.end()
         return self.report
 
@@ -438,7 +438,7 @@ class _Collector:
             self._report_figures(now)
         except Exception as error:  # reporting fails: the run ends, but the checks below still run
             log.debug("reporting failed", exc_info=True)
-            self.fail(f"rank {self._layout.rank} (collector): {type(error).__name__}: {error}")
+            self.fail(f"rank {self._layout.rank} (collector): {one_line(error)}")
         if self._stop_signal.received:
             self._begin_stop(f"{self._stop_signal.name} on the collector", drain=self._stop_signal.count < 2)
         if now >= self._next_housekeeping:  # not after every result: at 100,000 results/s it shows
@@ -583,7 +583,7 @@ class _Collector:
         try:
             self.tick_outputs(time.monotonic())
         except Exception as error:
-            self.fail(f"rank {self._layout.rank} (collector): {type(error).__name__}: {error}")
+            self.fail(f"rank {self._layout.rank} (collector): {one_line(error)}")
 
     def tick_outputs(self, now: float) -> None:
         status, snapshot = self.live_figures(now), self._pipeline.snapshot()
@@ -591,7 +591,7 @@ class _Collector:
             self.outputs.on_tick(status=status, snapshot=snapshot)
         except Exception as error:  # an output failing (disk full, ...) ends the run, never silently
             self._outputs_working = False
-            self.fail(f"rank {self._layout.rank} (collector outputs): {type(error).__name__}: {error}")
+            self.fail(f"rank {self._layout.rank} (collector outputs): {one_line(error)}")
 
     def live_figures(self, now: float) -> dict[str, Any]:
         while self._recent and now - self._recent[0][0] > RATE_WINDOW_S:
@@ -655,7 +655,7 @@ def run_collector(comm: MPI.Comm, layout: RankLayout, handler: DataEventHandlerP
         collector.fail(f"rank {layout.rank} (collector): {error}", exit_code=error.exit_code)
     except Exception as error:
         log.debug("collector initialization failed", exc_info=True)
-        collector.fail(f"rank {layout.rank} (collector): {type(error).__name__}: {error}")
+        collector.fail(f"rank {layout.rank} (collector): {one_line(error)}")
     workers_may_start()
     try:
         collector.run()

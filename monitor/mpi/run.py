@@ -11,15 +11,16 @@ from typing import TYPE_CHECKING, Any
 from mpi4py import MPI
 
 from monitor.config import MonitorConfig
-
-if TYPE_CHECKING:
-    from monitor.outputs.group import OutputGroup
+from monitor.errors import one_line
 from monitor.mpi.collector import StatusPrinter, run_collector
 from monitor.mpi.ranks import RankLayout
 from monitor.mpi.signals import StopSignal
 from monitor.mpi.summary import write_json_atomically
 from monitor.mpi.worker import run_worker
 from monitor.outputs.worker_hits import share_run_dir, writing_hits
+
+if TYPE_CHECKING:
+    from monitor.outputs.group import OutputGroup
 
 __all__ = ["RunOutcome", "run"]
 
@@ -125,7 +126,7 @@ def _close_outputs(outputs: OutputGroup, summary: dict[str, Any]) -> int:
     try:
         outputs.close(summary=summary)
     except Exception as error:
-        message = f"closing outputs: {type(error).__name__}: {error}"
+        message = f"closing outputs: {one_line(error)}"
         log.error("%s", message)
         summary["errors"].append(message)
         return 1

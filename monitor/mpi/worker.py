@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from mpi4py import MPI
 
 from handlers.protocol import DataEventHandlerProtocol, Event
-from monitor.errors import DataExtractionError
+from monitor.errors import DataExtractionError, one_line
 from monitor.logs import RateLimitedLog
 from monitor.mpi.messages import Outbox, poll_control
 from monitor.mpi.ranks import RankLayout
@@ -87,7 +87,7 @@ class _Worker:
             self._consume_events()
         except Exception as error:  # any failure ends the whole job, reported once, by the collector
             log.debug("worker failed", exc_info=True)
-            self._outbox.send("error", {"message": f"rank {self._layout.rank}: {type(error).__name__}: {error}"})
+            self._outbox.send("error", {"message": f"rank {self._layout.rank}: {one_line(error)}"})
         if not self._stopped:
             self._wait_for("stop")
         self._pipeline.end_processing_on_processing_node(**self._ranks)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
-from monitor.errors import ConfigurationError
+from monitor.errors import ConfigurationError, one_line
 from monitor.outputs.experiment import Experiment, experiment_from_document
 from monitor.outputs.parameters import HitFileParameters, OutputParameters
 from monitor.outputs.rolling import RollingHitFiles
@@ -86,7 +86,7 @@ class WorkerHitWriter:
             path = self._files.write(result)
         except (OSError, ValueError) as error:
             self.failed += 1
-            values["hit_file_error"] = f"{type(error).__name__}: {error}"
+            values["hit_file_error"] = f"{one_line(error)}"
             if self.failed == 1:
                 log.error("hit %s not written (later failures only counted): %s", values.get("event_id"), error)
             return

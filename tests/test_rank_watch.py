@@ -1,0 +1,86 @@
+"""The rank watch: names the first rank that dies, and marks the checkpoint once the collector is gone."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from monitor.rank_watch import RankWatch
+
+
+def watch_process(checkpoint: Path) -> subprocess.Popen[str]:
+    """The watch as the collector starts it, with this test in the collector's place."""
+    return subprocess.Popen([sys.executable, "-m", "monitor.rank_watch", "--collector", "0", str(os.getpid()),
+                             "--checkpoint", str(checkpoint)], stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def finished(watch: subprocess.Popen[str]) -> str:
+    """What the watch said, once it has exited."""
+    assert watch.stderr is not None
+    err = watch.stderr.read()
+    watch.wait(timeout=10)
+    return err
+
+
+def running_checkpoint(tmp_path: Path) -> Path:
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps({"state": "running", "accounting": {"processed": 7}}))
+    return path
+
+
+def test_the_first_rank_to_die_is_named_and_the_checkpoint_marked_killed_when_the_collector_goes(tmp_path):
+    checkpoint = running_checkpoint(tmp_path)
+    victim, other = subprocess.Popen(["sleep", "60"]), subprocess.Popen(["sleep", "60"])
+    watch = watch_process(checkpoint)
+    assert watch.stdin is not None
+    watch.stdin.write(f"watch 2 {victim.pid}\nwatch 3 {other.pid}\n")
+    watch.stdin.flush()
+    time.sleep(0.5)
+    victim.kill()
+    time.sleep(0.2)
+    other.kill()  # the launcher's cleanup: not news
+    victim.wait(), other.wait()
+    time.sleep(0.2)
+    watch.stdin.close()  # the collector is gone without saying "end"
+    err = finished(watch)
+
+    assert err.strip().splitlines() == [
+        f"monitor: rank 2 (pid {victim.pid}) died (killed or crashed) while the run went on; if the launcher ends "
+        "the job for it, the summary checkpoint keeps the figures up to here"]
+    document = json.loads(checkpoint.read_text())
+    assert document["state"] == "killed" and document["accounting"] == {"processed": 7}
+    assert document["killed"]["rank"] == 2 and document["killed"]["pid"] == victim.pid
+    assert watch.returncode == 0
+
+
+def test_a_collector_that_dies_first_is_named_itself(tmp_path):
+    checkpoint = running_checkpoint(tmp_path)
+    watch = watch_process(checkpoint)
+    assert watch.stdin is not None
+    watch.stdin.close()
+    err = finished(watch)
+
+    assert f"rank 0 (the collector, pid {os.getpid()}) died" in err
+    assert json.loads(checkpoint.read_text())["killed"]["how"] == f"killed: rank 0 (the collector, pid {os.getpid()}) died"
+
+
+def test_after_end_ranks_exit_as_they_should_and_nothing_is_said(tmp_path, capfd: pytest.CaptureFixture[str]):
+    checkpoint = running_checkpoint(tmp_path)
+    worker = subprocess.Popen(["sleep", "60"])
+    watch = RankWatch.start(collector_rank=0, checkpoints=[checkpoint])
+    watch.watch(1, worker.pid)
+    time.sleep(0.3)
+    watch.end()
+    worker.kill()
+    worker.wait()
+    time.sleep(0.2)
+
+    assert "died" not in capfd.readouterr().err
+    assert json.loads(checkpoint.read_text())["state"] == "running"
