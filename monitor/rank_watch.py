@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 __all__ = ["RankWatch", "main"]
 
@@ -58,40 +58,34 @@ class RankWatch:
         return cls(process)
 
     def watch(self, rank: int, pid: int) -> None:
-        self._tell(f"watch {rank} {pid}\n")
+        if self._process is None:
+            return
+        if not _send(self._process, f"watch {rank} {pid}\n", close=False):
+            self._process = None  # the watch has gone: the run goes on unwatched
 
     def end(self) -> None:
         """The run ends in order: ranks exit from now on, and nothing is to be said of it."""
-        if self._process is None:
+        process, self._process = self._process, None
+        if process is None:
             return
-        self._tell("end\n")
-        self._close_input()
+        _send(process, "end\n", close=True)
         try:
-            self._process.wait(timeout=2.0)
+            process.wait(timeout=2.0)
         except subprocess.TimeoutExpired:
-            self._process.kill()
-        self._process = None
+            process.kill()
 
-    def _tell(self, line: str) -> None:
-        stdin = self._stdin()
-        if stdin is None:
-            return
-        try:
-            stdin.write(line.encode())
-            stdin.flush()
-        except (BrokenPipeError, ValueError):  # the watch has gone: the run goes on unwatched
-            self._process = None
 
-    def _stdin(self) -> IO[bytes] | None:
-        return None if self._process is None else self._process.stdin
-
-    def _close_input(self) -> None:
-        stdin = self._stdin()
-        if stdin is not None:
-            try:
-                stdin.close()
-            except BrokenPipeError:
-                pass
+def _send(process: subprocess.Popen[bytes], line: str, *, close: bool) -> bool:
+    """Write a line to the watch; False if it has gone."""
+    assert process.stdin is not None
+    try:
+        process.stdin.write(line.encode())
+        process.stdin.flush()
+        if close:
+            process.stdin.close()
+    except (BrokenPipeError, ValueError):
+        return False
+    return True
 
 
 class _Watch:
@@ -107,14 +101,17 @@ class _Watch:
 
     def run(self) -> int:
         while True:
-            for key, _ in self._selector.select():
-                if key.data is None:
-                    if not self._read_commands():
-                        return 0
-                else:
-                    self._selector.unregister(key.fd)
-                    os.close(key.fd)
-                    self._died_now(*key.data)
+            events = self._selector.select()
+            self._note_deaths(events)  # before the commands: an "end" can follow a death closely
+            if any(key.data is None for key, _ in events) and not self._read_commands():
+                return 0
+
+    def _note_deaths(self, events: list[tuple[selectors.SelectorKey, int]]) -> None:
+        for key, _ in events:
+            if key.data is not None:
+                self._selector.unregister(key.fd)
+                os.close(key.fd)
+                self._died_now(*key.data)
 
     def _read_commands(self) -> bool:
         """Take what the collector wrote; False once the watch is over."""
@@ -126,7 +123,8 @@ class _Watch:
         *lines, self._commands = self._commands.split(b"\n")
         for line in lines:
             words = line.split()
-            if words == [b"end"]:
+            if words == [b"end"]:  # a rank that died before it (the collector may be ending for that) is news
+                self._note_deaths(self._selector.select(timeout=0))
                 return False
             if len(words) == 3 and words[0] == b"watch":
                 self._watch(int(words[1]), int(words[2]))
@@ -181,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--collector", nargs=2, type=int, metavar=("RANK", "PID"), required=True)
     parser.add_argument("--checkpoint", type=Path, action="append", default=[])
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the collector's stop, not a Ctrl-C, ends the watch
+    for signum in (signal.SIGINT, signal.SIGTERM):  # the collector's "end" or its death ends the watch (scancel
+        signal.signal(signum, signal.SIG_IGN)        # signals every process of the job, the watch included)
     return _Watch((args.collector[0], args.collector[1]), args.checkpoint).run()
 
 
