@@ -79,7 +79,7 @@ def test_started_assembler_sends_the_acquisition_reports_stats_and_exits_after_i
     assert all(set(m) >= {"state", "acquisition", "pending", "queued", "lifetime"} for m in received)
 
 
-def test_the_assembler_exits_when_its_parent_dies() -> None:
+def test_the_assembler_exits_at_once_when_its_parent_dies() -> None:
     parent = textwrap.dedent(f"""
         import os, sys
         from monitor.assembler import AssemblerParameters, start_assembler
@@ -89,6 +89,7 @@ def test_the_assembler_exits_when_its_parent_dies() -> None:
     """)
     result = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, cwd=REPOSITORY, timeout=30)
     child = int(result.stdout)
+    assert "the monitor that started it is gone; exiting with 0 frames not handed on" in result.stderr
 
     deadline = time.monotonic() + 10
     while is_running(child) and time.monotonic() < deadline:

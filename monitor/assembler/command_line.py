@@ -110,7 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parent = options.parent
         with Assembler(parameters) as assembler:
             try:
-                assembler.run(should_stop=lambda: stop_requested or (parent is not None and os.getppid() != parent))
+                assembler.run(should_stop=lambda: stop_requested,
+                              orphaned=lambda: parent is not None and os.getppid() != parent)
             finally:
                 if options.final_report is not None:
                     _write_atomically(options.final_report, json.dumps(assembler.final_report()))

@@ -156,16 +156,28 @@ class Assembler:
             self._context.term()
         self._context = None
 
-    def run(self, *, should_stop: Callable[[], bool] = lambda: False) -> None:
+    def run(self, *, should_stop: Callable[[], bool] = lambda: False,
+            orphaned: Callable[[], bool] = lambda: False) -> None:
         """Assemble until ``should_stop()`` (asked at least every 0.1 s) or, with
-        ``stop_after_acquisition``, until the first acquisition's end has been sent."""
+        ``stop_after_acquisition``, until the first acquisition's end has been sent.
+
+        ``orphaned()``: the monitor that started it is gone (killed), so no frame will ever be
+        taken: it stops at once, without the waits of an orderly end (the launcher waits for the
+        job's output, which this process shares, to close)."""
         if self._push is None:
             raise RuntimeError("Assembler.run before open() (use it as a context manager)")
         poller = zmq.Poller()
         interval = self._parameters.status_interval_s
         self._next_report = time.monotonic() + interval if interval else float("inf")
-        while not (self._finished or should_stop()):
+        while not (self._finished or should_stop() or orphaned()):
             self._step(poller)
+        if orphaned():
+            log.warning("assembler: the monitor that started it is gone; exiting with %d frames not handed on",
+                        self._queued_frames)
+            for socket in [*self._streams, self._push, self._stats]:
+                if socket is not None:
+                    socket.setsockopt(zmq.LINGER, 0)
+            return
         if not self._finished:
             self._read_what_is_left(poller)
         self._shut_down()
