@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         outcome = run(config, print_status=status, summary_json=args.summary_json)
     except MonitorError as error:
         print(f"monitor: error: rank {rank}: {error}", file=sys.stderr)
-        MPI.COMM_WORLD.Abort(error.exit_code)
+        if not MPI.Is_finalized():  # the collector finalizes before its last files are closed
+            MPI.COMM_WORLD.Abort(error.exit_code)
         return error.exit_code
     if outcome.summary is not None:
         status.finish()

@@ -75,7 +75,8 @@ class RunReport:
         self._run_dir = None
 
     def _plot(self, figures: dict[str, Any]) -> Figure:
-        figure = Figure(figsize=(24, 10), layout="constrained")
+        figure = Figure(figsize=(24, 10))  # a fixed layout: "constrained" doubled the drawing (1.1 s, at every stop)
+        figure.subplots_adjust(left=0.04, right=0.99, bottom=0.08, top=0.92, wspace=0.25, hspace=0.35)
         FigureCanvasAgg(figure)
         axes = figure.subplot_mosaic([["history", "profile", "powder", "rings"], ["shells", "recall", "table", "table"]])
         history_axes, profile_axes, table_axes = axes["history"], axes["profile"], axes["table"]
@@ -91,7 +92,9 @@ class RunReport:
         rows = [f"{name}: {_format(value)}" for name, value in flatten_figures(figures).items()]
         if len(rows) > _TABLE_ROWS:
             rows = [*rows[: _TABLE_ROWS - 1], f"... {len(rows) - _TABLE_ROWS + 1} more in summary.json"]
-        table_axes.text(0.0, 1.0, "\n".join(rows), va="top", family="monospace", fontsize=9)
+        half = (len(rows) + 1) // 2  # two columns: the figure has a fixed layout, which a long column would overrun
+        for x, column in ((0.0, rows[:half]), (0.5, rows[half:])):
+            table_axes.text(x, 1.0, "\n".join(column), va="top", family="monospace", fontsize=9)
         return figure
 
     def _rings(self, axes: Axes) -> None:
