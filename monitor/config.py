@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
-from monitor.endpoints import check_endpoint
+from monitor.endpoints import Endpoint
 from monitor.keys import CurveKeys
 from monitor.errors import ConfigurationError
 from monitor.outputs import OutputParameters
@@ -72,7 +72,7 @@ class RunParameters(BaseModel):
     stop_timeout_s: float = Field(default=5.0, gt=0)
     """How long a stop waits: for the source's end message, for a worker that has gone silent
     (frozen or dead: its frames are counted as lost with it), for every worker's last word."""
-    control_url: str | None = None
+    control_url: Endpoint | None = None
     """Where the collector answers ``python -m monitor.control`` (live parameter changes); none if
     unset.  Bind 127.0.0.1 unless the network is trusted: whoever reaches it can change thresholds."""
     control_keys: CurveKeys | None = None
@@ -80,11 +80,6 @@ class RunParameters(BaseModel):
     it accepts (``python -m monitor.keys``); a client without one gets nothing."""
     silent_worker_warning_s: float = Field(default=3.0, gt=0)
     """Warn (naming the rank) when a worker has said nothing this long while the others work."""
-
-    @field_validator("control_url")
-    @classmethod
-    def _control_url_is_an_endpoint(cls, url: str | None) -> str | None:
-        return url if url is None else check_endpoint(url)
 
 
 class _TopLevel(BaseModel):

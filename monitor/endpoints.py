@@ -8,8 +8,11 @@ that names the value, at configuration time.
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
-__all__ = ["check_endpoint", "endpoint_with_port_offset"]
+from pydantic import AfterValidator
+
+__all__ = ["Endpoint", "check_endpoint", "endpoint_with_port_offset"]
 
 _TCP = re.compile(r"^tcp://(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.*-]+):(?P<port>\d+|\*)$")
 _OTHER = re.compile(r"^(ipc|inproc)://.+$")
@@ -26,6 +29,10 @@ def check_endpoint(url: str) -> str:
     if _OTHER.match(url):
         return url
     raise ValueError(f"{url!r} is not a ZMQ endpoint (expected tcp://HOST:PORT, ipc://PATH or inproc://NAME)")
+
+
+Endpoint = Annotated[str, AfterValidator(check_endpoint)]
+"""A configuration field that holds a ZMQ endpoint, checked as the YAML is read."""
 
 
 def endpoint_with_port_offset(url: str, offset: int) -> str:

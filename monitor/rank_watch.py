@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from monitor.atomic_files import write_text_atomically
+
 __all__ = ["RankWatch", "main"]
 
 log = logging.getLogger(__name__)
@@ -169,9 +171,7 @@ def _mark_killed(path: Path, *, how: str, rank: int, pid: int, at: float) -> Non
         return
     document.update(state="killed", killed={"how": how, "rank": rank, "pid": pid,
                                              "at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(at))})
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(document, indent=2) + "\n")
-    partial.replace(path)
+    write_text_atomically(path, json.dumps(document, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import zmq
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from monitor import wire
-from monitor.endpoints import check_endpoint, endpoint_with_port_offset
+from monitor.endpoints import Endpoint, endpoint_with_port_offset
 from monitor.memory import keep_frame_buffers
 from monitor.simulation.crystal import CrystalChoice, crystal_from_text, crystal_to_text
 
@@ -53,7 +53,7 @@ class SimulatorParameters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     protocol: Literal["sync", "receiver"] = "sync"
-    url: str = "tcp://127.0.0.1:55555"
+    url: Endpoint = "tcp://127.0.0.1:55555"
     """Where to bind: the PUSH socket (sync) or the first receiver stream (receiver)."""
     frames: int = Field(default=3000, ge=0)
     rate_hz: float = Field(default=500.0, gt=0)
@@ -75,11 +75,6 @@ class SimulatorParameters(BaseModel):
     pause: tuple[int, float] | None = None
     """(frames, seconds): after that many frames, send nothing for that long, as when an external
     trigger stops for a while within one acquisition."""
-
-    @field_validator("url")
-    @classmethod
-    def _url_is_an_endpoint(cls, url: str) -> str:
-        return check_endpoint(url)
 
     def command_line(self) -> list[str]:
         """The arguments that make ``python -m monitor.simulate`` run these parameters."""

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from monitor import wire
-from monitor.assembler.matching import FrameMatcher, Outgoing, OutgoingEnd, OutgoingFrame, OutgoingStart
+from monitor.assembler.matching import FrameMatcher, Outgoing, OutgoingEnd, OutgoingFrame
 
 SHAPE = [8, 4]  # [nx, ny] on the wire: small images keep these tests fast
 

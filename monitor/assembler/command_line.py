@@ -23,6 +23,7 @@ import pydantic
 
 from monitor.assembler.parameters import AssemblerParameters
 from monitor.assembler.service import Assembler
+from monitor.atomic_files import write_text_atomically
 from monitor.errors import ConfigurationError, MonitorError
 from monitor.memory import keep_frame_buffers
 
@@ -114,15 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                               orphaned=lambda: parent is not None and os.getppid() != parent)
             finally:
                 if options.final_report is not None:
-                    _write_atomically(options.final_report, json.dumps(assembler.final_report()))
+                    write_text_atomically(options.final_report, json.dumps(assembler.final_report()))
     except MonitorError as error:
         print(error, file=sys.stderr)
         return error.exit_code
     return 0
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Whoever reads ``path`` sees the whole report or none (written aside, then renamed)."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    partial.replace(path)

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from monitor.endpoints import check_endpoint
+from monitor.endpoints import Endpoint, check_endpoint
 
 __all__ = ["AssemblerParameters", "IncompletePolicy", "QueuePolicy"]
 
@@ -25,9 +25,9 @@ class AssemblerParameters(BaseModel):
     streams: list[str] = Field(min_length=1, max_length=16)
     """Receiver stream URLs (PUB sockets the assembler subscribes to), one per module or
     half-module; stream i is named by UDP port 50012+i in the frames it sends."""
-    bind: str = "tcp://*:5555"
+    bind: Endpoint = "tcp://*:5555"
     """Where the PUSH socket for the workers binds (PSI's synchronizer uses tcp://*:5555)."""
-    stats: str | None = None
+    stats: Endpoint | None = None
     """Where a PUB socket publishes the accounting as JSON (about 1 Hz and at each end); none if unset."""
     part_timeout_s: float = Field(default=2.0, gt=0, le=60)
     """How long a frame waits for a stream that has not yet sent its part (or its end message).
@@ -77,8 +77,3 @@ class AssemblerParameters(BaseModel):
         if len(set(streams)) != len(streams):
             raise ValueError(f"a stream is named twice in {streams}")
         return streams
-
-    @field_validator("bind", "stats")
-    @classmethod
-    def _is_endpoint(cls, url: str | None) -> str | None:
-        return url if url is None else check_endpoint(url)

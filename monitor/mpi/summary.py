@@ -18,6 +18,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from monitor.atomic_files import write_text_atomically
+
 __all__ = ["frame_accounting", "write_json_atomically"]
 
 
@@ -59,9 +61,7 @@ def frame_accounting(*, source: dict[str, Any], processed: int, failed: int, fra
 
 def write_json_atomically(path: Path, document: dict[str, Any]) -> None:
     """Readers see the old file or the new one, never half of one (a kill can come at any time)."""
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(document, indent=2, default=_plain) + "\n")
-    partial.replace(path)
+    write_text_atomically(path, json.dumps(document, indent=2, default=_plain) + "\n")
 
 
 def _plain(value: Any) -> Any:

@@ -17,10 +17,10 @@ In the run folder:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from monitor.atomic_files import write_text_atomically
 from monitor.outputs.cxi import MASK_INVALID
 from monitor.outputs.experiment import Experiment
 from monitor.outputs.hdf5_filters import hdf5plugin
@@ -90,17 +90,10 @@ def live_feed_geometry(experiment: Experiment) -> str:
                              comment="written by the monitor for its live feed (MsgPack maps)")
 
 
-def _replace(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` at once: a reader sees the old file or the new one, never half."""
-    partial = path.with_name(path.name + ".tmp")
-    partial.write_text(text)
-    os.replace(partial, path)
-
-
 def write_file_list(run_dir: Path, names: Iterable[str]) -> Path:
     """``files.lst`` with the named hit files of ``run_dir`` (absolute paths, sorted)."""
     path = run_dir / FILE_LIST
-    _replace(path, "".join(f"{(run_dir / name).resolve()}\n" for name in sorted(set(names))))
+    write_text_atomically(path, "".join(f"{(run_dir / name).resolve()}\n" for name in sorted(set(names))))
     return path
 
 
@@ -123,5 +116,5 @@ def write_notes(run_dir: Path, *, compression: str) -> Path:
         f"    h5clear -s FILE        (Debian's hdf5-tools), or set that one file aside.\n"
     )
     path = run_dir / NOTES
-    _replace(path, text)
+    write_text_atomically(path, text)
     return path

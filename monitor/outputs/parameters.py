@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from monitor.endpoints import check_endpoint
+from monitor.endpoints import Endpoint
 
 __all__ = [
     "Compression",
@@ -34,19 +34,14 @@ class ResultsStreamParameters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
-    url: str = "tcp://127.0.0.1:5610"
+    url: Endpoint = "tcp://127.0.0.1:5610"
     """PUB endpoint the viewer subscribes to (``tcp://HOST:PORT``; ``*`` as port picks a free one)."""
-    request_url: str = "tcp://127.0.0.1:5611"
+    request_url: Endpoint = "tcp://127.0.0.1:5611"
     """Endpoint answering requests ("latest_frame", "parameters", "status")."""
     rate_hz: float = Field(default=5.0, gt=0.0, le=100.0)
     """Most messages per second; the collector's tick rate caps it too."""
     bin_factor: int = Field(default=2, ge=1, le=16)
     """Images are averaged over bin_factor x bin_factor pixels before publishing."""
-
-    @field_validator("url", "request_url")
-    @classmethod
-    def _is_zmq_endpoint(cls, value: str) -> str:
-        return check_endpoint(value)
 
 
 class HitFileParameters(BaseModel):
@@ -83,15 +78,10 @@ class LiveFeedParameters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = False
-    url: str = "tcp://127.0.0.1:5612"
+    url: Endpoint = "tcp://127.0.0.1:5612"
     """ROUTER endpoint indexamajig's workers connect their REQ sockets to."""
     queue_size: int = Field(default=16, ge=1)
     """Latest hits kept for requests; older ones are replaced (counted), the monitor never waits."""
-
-    @field_validator("url")
-    @classmethod
-    def _is_zmq_endpoint(cls, value: str) -> str:
-        return check_endpoint(value)
 
 
 class MetricsParameters(BaseModel):
