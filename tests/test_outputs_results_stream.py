@@ -99,15 +99,37 @@ def test_published_message_holds_status_aggregates_and_latest_events(stream, con
     assert arrays["nonhit/frame"].shape == (512, 512)
 
 
-def test_publishing_is_throttled_to_rate_hz(tmp_path) -> None:
+class SteppedClock:
+    """The results stream's clock, 10 ms later at every reading (one per tick): throttling is checked
+    without timing anything, whatever else the machine is doing."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        self.now += 0.01
+        return self.now
+
+    @staticmethod
+    def time() -> float:
+        return time.time()  # the wall-clock stamp in each message's header
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> SteppedClock:
+    stepped = SteppedClock()
+    monkeypatch.setattr("monitor.outputs.results_stream.time", stepped)
+    return stepped
+
+
+def test_publishing_is_throttled_to_rate_hz(tmp_path, clock) -> None:
     parameters = ResultsStreamParameters(url=ANY_PORT, request_url=ANY_PORT, rate_hz=5.0)
     stream = ResultsStream(parameters=parameters)
     stream.open(run_dir=tmp_path)
     try:
-        start = time.monotonic()
-        while time.monotonic() - start < 0.5:
+        for _ in range(50):  # 0.5 s of ticks
             stream.on_tick(status={}, snapshot={})
-        assert stream.counters()["stream_messages_published"] in (3, 4)  # t = 0, 0.2, 0.4 (+ edge)
+        assert stream.counters()["stream_messages_published"] == 3  # t = 0, 0.2, 0.4
     finally:
         stream.close(summary={})
 
@@ -136,17 +158,16 @@ def test_requests_are_answered_from_the_tick_without_blocking(stream, context) -
     assert stream.counters()["stream_requests_answered"] == 4
 
 
-def test_stalled_subscriber_never_blocks_the_publisher(stream, context) -> None:
+def test_stalled_subscriber_never_blocks_the_publisher(stream, context, clock) -> None:
     stalled = subscribe(context, stream.url)
     stalled.setsockopt(zmq.RCVHWM, 1)
     first_message(stream, stalled, {})  # connected; from now on it never reads
     stream.on_result(synthetic_event(1, is_hit=True))
     snapshot = synthetic_snapshot()
     published = stream.counters()["stream_messages_published"]
-    start = time.monotonic()
-    while stream.counters()["stream_messages_published"] < published + 50:  # ~1 MB each, at 100 Hz
+    for _ in range(50):  # ~1 MB each, one per tick at 100 Hz: a publisher that waited would hang here
         stream.on_tick(status={}, snapshot=snapshot)
-    assert time.monotonic() - start < 1.5  # 0.5 s of throttling, the rest is sending
+    assert stream.counters()["stream_messages_published"] == published + 50
 
 
 def test_bind_failure_names_the_configuration_field(stream, tmp_path) -> None:

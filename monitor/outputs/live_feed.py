@@ -138,8 +138,8 @@ class LiveFeed:
                     self._take_request(socket.recv_multipart(copy=True), waiting)
             while waiting and self._hits:
                 hit = self._hits.popleft()
+                self._served += 1  # before the send: whoever got the reply reads a count that includes it
                 socket.send_multipart([waiting.popleft(), b"", feed_message(hit, self._experiment)], copy=False)
-                self._served += 1
 
     def _take_request(self, parts: list[bytes], waiting: deque[bytes]) -> None:
         """A REQ socket's request is [identity, empty delimiter, request]; anything else is refused."""
