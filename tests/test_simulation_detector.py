@@ -100,7 +100,8 @@ def test_truth_photons_are_the_spots_own_poisson_draws(detector: SimulatedJungfr
     spots = [p for t in truths for p in t.peaks]
     photons = np.array([p.photons for p in spots])
     expected = np.array([p.expected_photons for p in spots])
-    assert (photons == np.rint(photons)).all()
+    inside = np.array([8 <= p.y % 512 <= 503 and 8 <= p.x <= 1015 for p in spots])  # no photon lost off the module
+    np.testing.assert_allclose(photons[inside], np.rint(photons[inside]), atol=1e-9)  # whole photons, shared or not
     assert photons.sum() == pytest.approx(expected.sum(), rel=0.01)
     assert 0.05 < np.mean(photons == 0) and np.mean(np.abs(photons - expected)) > 0.5  # draws, not the means
 

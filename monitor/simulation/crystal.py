@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
 __all__ = [
     "CRYSTAL_SETTINGS", "CrystalChoice", "CrystalModel", "CrystalSettings", "Spots", "crystal_settings",
@@ -63,6 +63,14 @@ class CrystalSettings(BaseModel):
     rlp_radius: PositiveFloat = Field(default=0.0003, description="reciprocal lattice point radius, 1/A")
     spot_sigma_px: tuple[PositiveFloat, PositiveFloat] = Field(
         default=(0.35, 0.75), description="per-hit spot width range (Gaussian sigma, pixels); each spot +-15 %"
+    )
+    spot_aspect_max: float = Field(
+        default=1.0, ge=1.0, le=4.0,
+        description="anisotropic spots: each spot's sigma_y / sigma_x drawn log-uniformly in [1/this, this]",
+    )
+    spots_per_hit: tuple[PositiveInt, PositiveInt] | None = Field(
+        default=None, description="per hit, keep a random subset of this many spots (log-uniform in the range) of "
+        "those that land on the detector: sparse hits of small crystals, or a cap; null: every spot",
     )
 
 
@@ -101,13 +109,14 @@ def crystal_settings(setting: str | CrystalSettings) -> CrystalSettings:
 @dataclass(frozen=True)
 class Spots:
     """Spots of one shot (arrays of equal length): lab position in pixels from the beam (y down the
-    detector, x along its rows), expected photons, width (sigma, pixels), resolution d (A), and the
-    crystal's orientation (3 x 3 rotation matrix)."""
+    detector, x along its rows), expected photons, widths along y and x (Gaussian sigma, pixels),
+    resolution d (A), and the crystal's orientation (3 x 3 rotation matrix)."""
 
     y: np.ndarray
     x: np.ndarray
     photons: np.ndarray
-    sigma: np.ndarray
+    sigma_y: np.ndarray
+    sigma_x: np.ndarray
     resolution: np.ndarray
     orientation: np.ndarray
 
@@ -214,4 +223,6 @@ class CrystalModel:
         x = self.distance_px * out[:, 0] / out[:, 2]
         y = self.distance_px * out[:, 1] / out[:, 2]
         sigma = width_px * rng.uniform(0.85, 1.15, chosen.size)
-        return Spots(y, x, photons, sigma, 1.0 / self._q_length[chosen], rotation)
+        # sigma_y / sigma_x = aspect, their geometric mean the spot's width
+        aspect = np.exp(rng.uniform(-1.0, 1.0, chosen.size) * math.log(s.spot_aspect_max) / 2)
+        return Spots(y, x, photons, sigma * aspect, sigma / aspect, 1.0 / self._q_length[chosen], rotation)

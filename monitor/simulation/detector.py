@@ -10,8 +10,10 @@ Content of a frame, built from three deterministic random streams keyed by
 ``(seed, frame_number)`` so the truth can be recomputed on any rank:
 
 * **background**: Poisson photons from diffuse scattering, a flat level plus the
-  water ring (at ``water_ring_d_a``, 3.2 A, through the geometry)
-  (:attr:`SimulatedJungfrau1M.background`), drawn afresh for every frame.
+  water ring (at ``water_ring_d_a``, 3.2 A, through the geometry) and, with
+  ``ice_ring_photons``, the rings of hexagonal ice (:data:`monitor.processing.ice_rings.ICE_RINGS`,
+  the strongest at that many photons a pixel) (:attr:`SimulatedJungfrau1M.background`),
+  drawn afresh for every frame.
   The electronic noise of the pixels without photons comes from a small pool
   of frames made once at construction: each frame copies each of its 16 bands
   of 64 rows from a pool frame picked at random, so a frame costs a 2 MB copy
@@ -23,9 +25,16 @@ Content of a frame, built from three deterministic random streams keyed by
   (:mod:`monitor.simulation.crystal`: a unit cell, Wilson intensities, partial
   spots, a per-hit crystal size and spot width; named strengths ``weak``,
   ``medium``, ``strong``).  Other frames hold no crystal.  Each spot is a
-  Gaussian of its own width, integrated over the pixels, with Poisson photons;
-  spots that overlap add up.  Spots whose centre is in the module gap or
-  within 4 pixels of a module edge are left out (pixels and truth alike).
+  Gaussian of its own widths along y and x; spots that overlap add up.  Spots
+  whose centre is in the module gap or within 4 pixels of a module edge are left
+  out (pixels and truth alike); photons that land off the module are lost.
+* **discrete photons with charge sharing**: every background photon, and every
+  photon of a spot of up to ``DISCRETE_PHOTONS_MAX`` expected photons, lands at
+  a point (uniform in its pixel, or from the spot's Gaussian) and its charge
+  cloud (Gaussian, ``charge_cloud_px`` rms: 10 um in 320 um of silicon) spreads
+  over the pixel borders it is near: a photon near a border reads e.g. 0.7 and
+  0.3 in two pixels.  Brighter spots are drawn pixel by pixel (Poisson counts of
+  the Gaussian integrated over each pixel): sharing changes nothing there.
 * **gain switching**: a pixel leaves G0 when its ADC would pass 14,000 and
   G1 when its ADC would fall under 1,500; in G2 an ADC at or below 0 reads
   ``0xC000`` (saturated), as on the real detector.
@@ -51,6 +60,7 @@ from typing import Any
 import numba
 import numpy as np
 
+from monitor.processing.ice_rings import ICE_RINGS
 from monitor.simulation.crystal import CrystalModel, CrystalSettings, crystal_settings
 
 __all__ = ["FrameTruth", "PeakTruth", "SimulatedJungfrau1M", "GAIN_BITS", "LOST_PIXEL"]
@@ -64,9 +74,17 @@ LOST_PIXEL = 0xFFFF
 _ADC_MAX = 0x3FFF
 _G0_SWITCH_ADC = 14000.0
 _G1_SWITCH_ADC = 1500.0
-_PATCH_RADIUS_PX = 4
+_EDGE_MARGIN_PX = 4
+"""Spots whose centre lies closer than this to a module edge are left out."""
+_PATCH_RADIUS_PX = 10
+"""Half side of the pixel patch a bright spot is drawn on: 4 sigma of the widest spot."""
+DISCRETE_PHOTONS_MAX = 200.0
+"""Spots expected to hold up to this many photons are drawn photon by photon (positions, charge sharing)."""
+_SHARES = 4
+"""Pixels a photon's charge can reach: its own, the nearer neighbour in y and in x, and the one diagonal."""
 _BAND_ROWS = 64
 _NO_INDEX = np.empty(0, dtype=np.int64)
+_NO_AMOUNT = np.empty(0, dtype=np.float64)
 PIXEL_SIZE_M = 75e-6
 SIMULATED_PHOTON_ENERGY_KEV = 12.4
 """The simulated detector's default photon energy (and the shipped geometry's)."""
@@ -76,12 +94,15 @@ SIMULATED_PHOTON_ENERGY_KEV = 12.4
 class PeakTruth:
     """One simulated Bragg spot.
 
-    ``photons`` is the number of photons it deposited (a Poisson draw, pixel by
-    pixel, of its ``expected_photons``); ``resolution`` its d-spacing in A.  ``snr`` is its ideal
-    signal-to-noise ratio: its photons over the Poisson noise of those photons
-    plus the background under its effective area 4*pi*sigma**2,
-    ``photons / sqrt(photons + 4*pi*sigma**2 * b)``: it depends on the spot and
-    its background only, not on any peak finder.  ``whole`` is False when a
+    ``photons`` is the number of photons it deposited on its module (a Poisson
+    draw of its ``expected_photons``); ``sigma`` its width (the geometric mean of
+    ``sigma_y`` and ``sigma_x``, pixels); ``resolution`` its d-spacing in A.
+    ``snr`` is its footprint SNR, the I/sigma(I) of an ideal integration: its
+    photons over the Poisson noise of those photons plus the background and the
+    electronic noise under its effective area ``A = 4*pi*sigma_y*sigma_x``,
+    ``photons / sqrt(photons + A * (b + noise**2))`` (b, noise in photons per pixel
+    at its centre): it depends on the spot and its surroundings only, not on any
+    peak finder.  ``whole`` is False when a
     bad pixel or a lost packet lies within 2 pixels of its centre: no finder
     can be asked to see such a spot whole.
     """
@@ -94,10 +115,13 @@ class PeakTruth:
     resolution: float
     whole: bool = True
     expected_photons: float = 0.0
+    sigma_y: float = 0.0
+    sigma_x: float = 0.0
 
     def to_json(self) -> dict[str, float | bool]:
         return {"y": self.y, "x": self.x, "photons": self.photons, "sigma": self.sigma, "snr": self.snr,
-                "resolution": self.resolution, "whole": self.whole, "expected_photons": self.expected_photons}
+                "resolution": self.resolution, "whole": self.whole, "expected_photons": self.expected_photons,
+                "sigma_y": self.sigma_y, "sigma_x": self.sigma_x}
 
 
 @dataclass(frozen=True)
@@ -128,15 +152,17 @@ class FrameTruth:
 
 @numba.njit(cache=True)
 def _peak_patches(
-    ys: np.ndarray, xs: np.ndarray, photons: np.ndarray, sigmas: np.ndarray, width: int
+    ys: np.ndarray, xs: np.ndarray, photons: np.ndarray, sigma_y: np.ndarray, sigma_x: np.ndarray,
+    module_row0: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Expected photons per pixel of each peak, integrated over the pixel area.
+    """Expected photons per pixel of each bright spot, integrated over the pixel area.
 
-    Returns flat pixel indices and expected counts, ``(2R+1)**2`` per peak.
-    Pixel integration (erf differences) keeps small spots' shapes honest; the
-    patch is renormalised so each peak's expected photons sum to its truth.
+    Returns flat pixel indices and expected counts, ``(2R+1)**2`` per spot, index -1
+    off the spot's module (rows ``module_row0 .. +511``).  Pixel integration (erf
+    differences) keeps small spots' shapes honest.
     """
     side = 2 * _PATCH_RADIUS_PX + 1
+    rows, cols = MODULE_SHAPE
     n = ys.shape[0]
     index = np.empty(n * side * side, dtype=np.int64)
     expected = np.empty(n * side * side, dtype=np.float64)
@@ -145,17 +171,91 @@ def _peak_patches(
     for p in range(n):
         row0 = int(round(ys[p])) - _PATCH_RADIUS_PX
         col0 = int(round(xs[p])) - _PATCH_RADIUS_PX
-        scale = 1.0 / (math.sqrt(2.0) * sigmas[p])
+        scale_y = 1.0 / (math.sqrt(2.0) * sigma_y[p])
+        scale_x = 1.0 / (math.sqrt(2.0) * sigma_x[p])
         for k in range(side):
-            fy[k] = 0.5 * (math.erf((row0 + k + 0.5 - ys[p]) * scale) - math.erf((row0 + k - 0.5 - ys[p]) * scale))
-            fx[k] = 0.5 * (math.erf((col0 + k + 0.5 - xs[p]) * scale) - math.erf((col0 + k - 0.5 - xs[p]) * scale))
-        norm = photons[p] / (fy.sum() * fx.sum())
+            fy[k] = 0.5 * (math.erf((row0 + k + 0.5 - ys[p]) * scale_y) - math.erf((row0 + k - 0.5 - ys[p]) * scale_y))
+            fx[k] = 0.5 * (math.erf((col0 + k + 0.5 - xs[p]) * scale_x) - math.erf((col0 + k - 0.5 - xs[p]) * scale_x))
         base = p * side * side
         for i in range(side):
+            r = row0 + i
             for j in range(side):
-                index[base + i * side + j] = (row0 + i) * width + col0 + j
-                expected[base + i * side + j] = fy[i] * fx[j] * norm
+                c = col0 + j
+                on_module = module_row0[p] <= r < module_row0[p] + rows and 0 <= c < cols
+                index[base + i * side + j] = r * cols + c if on_module else -1
+                expected[base + i * side + j] = fy[i] * fx[j] * photons[p]
     return index, expected
+
+
+@numba.njit(cache=True)
+def _share_charge(
+    ys: np.ndarray, xs: np.ndarray, module_row0: np.ndarray, cloud_px: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where each photon's charge goes: ``_SHARES`` flat pixel indices (-1 off its module) and
+    fractions per photon.
+
+    A photon at raw (y, x) is read by its pixel; the part of its Gaussian charge
+    cloud past the nearer border in y (and in x) goes to that neighbour.  Clouds
+    are small against a pixel, so the farther borders get nothing worth drawing.
+    """
+    rows, cols = MODULE_SHAPE
+    n = ys.shape[0]
+    index = np.empty(n * _SHARES, dtype=np.int64)
+    fraction = np.empty(n * _SHARES, dtype=np.float64)
+    scale = 1.0 / (math.sqrt(2.0) * cloud_px) if cloud_px > 0 else math.inf
+    for p in range(n):
+        r = int(math.floor(ys[p] + 0.5))
+        c = int(math.floor(xs[p] + 0.5))
+        u = ys[p] - r
+        v = xs[p] - c
+        share_y = 0.5 * math.erfc((0.5 - abs(u)) * scale)
+        share_x = 0.5 * math.erfc((0.5 - abs(v)) * scale)
+        dr = 1 if u > 0 else -1
+        dc = 1 if v > 0 else -1
+        for k in range(_SHARES):
+            rr = r + dr * (k // 2)
+            cc = c + dc * (k % 2)
+            on_module = module_row0[p] <= rr < module_row0[p] + rows and 0 <= cc < cols
+            index[p * _SHARES + k] = rr * cols + cc if on_module else -1
+            fraction[p * _SHARES + k] = (share_y if k // 2 else 1.0 - share_y) * (share_x if k % 2 else 1.0 - share_x)
+    return index, fraction
+
+
+@numba.njit(cache=True)
+def _add_in_g0(
+    raw: np.ndarray, touched: np.ndarray, scratch: np.ndarray, gain: np.ndarray, energy_kev: float,
+    switching: np.ndarray,
+) -> int:
+    """Add the photons in ``scratch`` (re-zeroed here) to the G0 ADC of the ``touched`` pixels of the flat
+    ``raw``; pixels whose ADC would pass the G0 switching point are left as they are and listed in
+    ``switching`` (their count returned) with their photons in ``scratch``, to be encoded anew."""
+    n = 0
+    for k in range(touched.shape[0]):
+        p = touched[k]
+        adc = (raw[p] & _ADC_MAX) + scratch[p] * energy_kev * gain[p]
+        if adc <= _G0_SWITCH_ADC:
+            raw[p] = np.uint16(np.rint(adc))
+            scratch[p] = 0.0
+        else:
+            switching[n] = p
+            n += 1
+    return n
+
+
+@numba.njit(cache=True)
+def _accumulate(index: np.ndarray, amount: np.ndarray, scratch: np.ndarray, touched: np.ndarray) -> int:
+    """Add ``amount`` at flat ``index`` (skipping -1) into a zeroed ``scratch``; list each pixel touched
+    once in ``touched`` and return how many (the caller reads and re-zeroes them)."""
+    n = 0
+    for k in range(index.shape[0]):
+        p = index[k]
+        if p < 0 or amount[k] == 0.0:
+            continue
+        if scratch[p] == 0.0:
+            touched[n] = p
+            n += 1
+        scratch[p] += amount[k]
+    return n
 
 
 def _dilate(mask: np.ndarray, reach: int) -> np.ndarray:
@@ -193,6 +293,9 @@ class SimulatedJungfrau1M:
         ring_photons: float = 0.01,
         water_ring_d_a: float = 3.2,
         water_ring_width: float = 0.03,
+        ice_ring_photons: float = 0.0,
+        ice_ring_width: float = 0.0015,
+        charge_cloud_px: float = 0.13,
         module_gap_px: float = 36.0,
         noise_adu: tuple[float, float, float] = (4.0, 2.0, 1.0),
         noisy_pixel_fraction: float = 1e-4,
@@ -215,9 +318,13 @@ class SimulatedJungfrau1M:
         self.distance_m = distance_m
         self.module_gap_px = module_gap_px
         self.lost_packet_rate = lost_packet_rate
+        if charge_cloud_px < 0:
+            raise ValueError(f"charge_cloud_px must be >= 0, got {charge_cloud_px}")
+        self.charge_cloud_px = charge_cloud_px
         self.crystal_settings = crystal_settings(crystal)
-        if self.crystal_settings.spot_sigma_px[1] * 1.15 * 4 > _PATCH_RADIUS_PX:
-            raise ValueError(f"spot_sigma_px must stay under {_PATCH_RADIUS_PX / 4 / 1.15:.2f} pixels")
+        widest = 1.15 * math.sqrt(self.crystal_settings.spot_aspect_max)
+        if self.crystal_settings.spot_sigma_px[1] * widest * 4 > _PATCH_RADIUS_PX:
+            raise ValueError(f"spot_sigma_px must stay under {_PATCH_RADIUS_PX / 4 / widest:.2f} pixels")
 
         rng = np.random.default_rng([seed, 0x5EED])
         shape = (3, *FRAME_SHAPE)
@@ -257,11 +364,14 @@ class SimulatedJungfrau1M:
         """Distance of each pixel centre from the beam, in pixels (lab, with the module gap)."""
         self.resolution = self._resolution(self.radius)
         """d-spacing of each pixel, in A."""
-        self.background = (
-            background_photons
-            + ring_photons * np.exp(-0.5 * ((1 / self.resolution - 1 / water_ring_d_a) / water_ring_width) ** 2)
-        ).astype(np.float32)
+        inverse_d = 1 / self.resolution
+        background = background_photons + ring_photons * np.exp(-0.5 * ((inverse_d - 1 / water_ring_d_a) / water_ring_width) ** 2)
+        for d, strength in ICE_RINGS if ice_ring_photons else ():
+            background += ice_ring_photons * strength * np.exp(-0.5 * ((inverse_d - 1 / d) / ice_ring_width) ** 2)
+        self.background = background.astype(np.float32)
         """Mean background photons per pixel and frame."""
+        self.noise_photons = (self.noise[0] / (self.gain[0] * photon_energy_kev)).astype(np.float32)
+        """Each pixel's G0 noise in photons (the truth's footprint SNR counts it)."""
         self.crystal = CrystalModel(
             self.crystal_settings, photon_energy_kev=photon_energy_kev, distance_m=distance_m,
             pixel_size_m=PIXEL_SIZE_M, max_radius_px=float(self.radius.max()) + 1, seed=seed,
@@ -271,6 +381,11 @@ class SimulatedJungfrau1M:
         self._background_total = float(self.background.sum(dtype=np.float64))
         self._background_max = float(self.background.max())
         self._background_acceptance = self._background_total / (self._background_max * self.background.size)
+        self._scratch = np.zeros(n_pixels if pool_size else 0, dtype=np.float64)
+        self._touched = np.empty(n_pixels if pool_size else 0, dtype=np.int64)
+        """Where a frame's photons are added up (frames only: a maps-only detector makes none)."""
+        self._switching = np.empty_like(self._touched)
+        self._gain_g0 = np.ascontiguousarray(self.gain[0].ravel())
         self._pool_raw = np.empty((pool_size, *FRAME_SHAPE), dtype=np.uint16)
         no_photons = np.zeros(n_pixels)
         for k in range(pool_size):
@@ -325,32 +440,79 @@ class SimulatedJungfrau1M:
         return self._draw(frame_number)[0]
 
     def _draw(self, frame_number: int) -> tuple[FrameTruth, np.ndarray, np.ndarray]:
-        """The truth, and the spots' photons as drawn: flat pixel indices and counts (a pixel twice
-        where spots overlap).  A spot's ``photons`` are those it deposited, so the truth is exact."""
+        """The truth, and the spots' photons as deposited: flat pixel indices and amounts (photons;
+        a pixel more than once where photons share it).  A spot's ``photons`` are those it
+        deposited on its module, so the truth is exact."""
         rng = np.random.default_rng([self.seed, frame_number, 0])
         is_hit = bool(rng.random() < self.hit_fraction)
         lost_blocks = rng.random(FRAME_SHAPE[0] // ROWS_PER_PACKET) < self.lost_packet_rate
         lost = tuple(int(b) for b in np.flatnonzero(lost_blocks))
         if not is_hit:
-            return FrameTruth(frame_number, False, (), lost), _NO_INDEX, _NO_INDEX
+            return FrameTruth(frame_number, False, (), lost), _NO_INDEX, _NO_AMOUNT
         spots = self.crystal.spots(rng)
         y, x, row, col, keep = self._raw_positions(spots.y, spots.x)
-        expected, sigma, resolution = spots.photons[keep], spots.sigma[keep], spots.resolution[keep]
-        index, mean = _peak_patches(y, x, expected, sigma, FRAME_SHAPE[1])
-        drawn = np.random.default_rng([self.seed, frame_number, 5]).poisson(mean)
-        photons = drawn.reshape(len(y), -1).sum(axis=1).astype(np.float64)
+        chosen = self._chosen_spots(rng, y.size)
+        y, x, row, col = y[chosen], x[chosen], row[chosen], col[chosen]
+        expected, resolution = spots.photons[keep][chosen], spots.resolution[keep][chosen]
+        sigma_y, sigma_x = spots.sigma_y[keep][chosen], spots.sigma_x[keep][chosen]
+        module_row0 = (row // MODULE_SHAPE[0]) * MODULE_SHAPE[0]
+        photon_rng = np.random.default_rng([self.seed, frame_number, 5])
+        index, amount, photons = self._spot_photons(photon_rng, y, x, expected, sigma_y, sigma_x, module_row0)
         near_lost = lost_blocks[(row - 2) // ROWS_PER_PACKET] | lost_blocks[(row + 2) // ROWS_PER_PACKET]
         whole = ~self._near_bad[row, col] & ~near_lost
-        snr = photons / np.sqrt(photons + 4 * np.pi * sigma**2 * self.background[row, col])
+        area = 4 * np.pi * sigma_y * sigma_x
+        floor = self.background[row, col] + self.noise_photons[row, col].astype(np.float64) ** 2
+        snr = photons / np.sqrt(photons + area * floor)
         peaks = tuple(
-            PeakTruth(float(a), float(b), float(p), float(w), float(r), float(d), bool(ok), float(e))
-            for a, b, p, w, r, d, ok, e in zip(y, x, photons, sigma, snr, resolution, whole, expected)
+            PeakTruth(float(a), float(b), float(p), float(np.sqrt(sy * sx)), float(r), float(d), bool(ok), float(e),
+                      float(sy), float(sx))
+            for a, b, p, r, d, ok, e, sy, sx in zip(y, x, photons, snr, resolution, whole, expected, sigma_y, sigma_x)
         )
         orientation = tuple(float(v) for v in spots.orientation.ravel())
-        return FrameTruth(frame_number, True, peaks, lost, orientation), index, drawn
+        return FrameTruth(frame_number, True, peaks, lost, orientation), index, amount
+
+    def _chosen_spots(self, rng: np.random.Generator, available: int) -> np.ndarray:
+        """Which of the spots on the detector the hit keeps: all, or ``spots_per_hit`` of them at random."""
+        wanted = self.crystal_settings.spots_per_hit
+        if wanted is None:
+            return np.arange(available)
+        low, high = wanted
+        count = int(round(math.exp(rng.uniform(math.log(low), math.log(high)))))
+        return np.sort(rng.choice(available, size=min(count, available), replace=False))
+
+    def _spot_photons(
+        self, rng: np.random.Generator, y: np.ndarray, x: np.ndarray, expected: np.ndarray, sigma_y: np.ndarray,
+        sigma_x: np.ndarray, module_row0: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every spot's photons: flat pixel indices, amounts, and each spot's total on its module.
+
+        Spots up to ``DISCRETE_PHOTONS_MAX`` expected photons: a Poisson number of
+        photons at Gaussian positions, charge shared at the pixel borders.  Brighter
+        ones: Poisson counts per pixel of the Gaussian integrated over the pixel.
+        """
+        discrete = expected <= DISCRETE_PHOTONS_MAX
+        counts = rng.poisson(expected[discrete])
+        owner = np.repeat(np.flatnonzero(discrete), counts)
+        normal = rng.standard_normal((2, owner.size))
+        index, fraction = _share_charge(
+            y[owner] + sigma_y[owner] * normal[0], x[owner] + sigma_x[owner] * normal[1], module_row0[owner],
+            self.charge_cloud_px,
+        )
+        fraction[index < 0] = 0.0
+        photons = np.bincount(np.repeat(owner, _SHARES), weights=fraction, minlength=y.size)
+        bright = np.flatnonzero(~discrete)
+        if not bright.size:
+            return index, fraction, photons
+        patch_index, mean = _peak_patches(
+            y[bright], x[bright], expected[bright], sigma_y[bright], sigma_x[bright], module_row0[bright]
+        )
+        drawn = rng.poisson(mean).astype(np.float64)
+        drawn[patch_index < 0] = 0.0
+        photons[bright] = drawn.reshape(bright.size, -1).sum(axis=1)
+        return np.concatenate([index, patch_index]), np.concatenate([fraction, drawn]), photons
 
     def _raw_positions(self, lab_y: np.ndarray, lab_x: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Raw (y, x) of the lab positions that land on a module at least the patch radius from its
+        """Raw (y, x) of the lab positions that land on a module at least ``_EDGE_MARGIN_PX`` from its
         edges, their nearest pixel (row, column), and which positions those are."""
         centre_y = (FRAME_SHAPE[0] + self.module_gap_px - 1) / 2
         centre_x = (FRAME_SHAPE[1] - 1) / 2
@@ -361,8 +523,8 @@ class SimulatedJungfrau1M:
         local = np.rint(y).astype(np.intp) - module * MODULE_SHAPE[0]
         col = np.rint(x).astype(np.intp)
         keep = (
-            (local >= _PATCH_RADIUS_PX) & (local < MODULE_SHAPE[0] - _PATCH_RADIUS_PX)
-            & (col >= _PATCH_RADIUS_PX) & (col < MODULE_SHAPE[1] - _PATCH_RADIUS_PX)
+            (local >= _EDGE_MARGIN_PX) & (local < MODULE_SHAPE[0] - _EDGE_MARGIN_PX)
+            & (col >= _EDGE_MARGIN_PX) & (col < MODULE_SHAPE[1] - _EDGE_MARGIN_PX)
         )
         return y[keep], x[keep], (local + module * MODULE_SHAPE[0])[keep], col[keep], keep
 
@@ -374,14 +536,14 @@ class SimulatedJungfrau1M:
         """
         if not len(self._pool_raw):
             raise RuntimeError("this simulated detector was made with pool_size=0: maps only, no frames")
-        truth, index, drawn = self._draw(frame_number)
+        truth, index, amount = self._draw(frame_number)
         raw = np.empty(FRAME_SHAPE, dtype=np.uint16) if out is None else out
         rng = np.random.default_rng([self.seed, frame_number, 1])
         bands = rng.integers(0, len(self._pool_raw), FRAME_SHAPE[0] // _BAND_ROWS)
         for band, pool in enumerate(bands):
             rows = slice(band * _BAND_ROWS, (band + 1) * _BAND_ROWS)
             raw[rows] = self._pool_raw[pool, rows]
-        self._add_photons(raw, frame_number, index, drawn)
+        self._add_photons(raw, frame_number, index, amount)
         for block in truth.lost_packets:
             raw[block * ROWS_PER_PACKET : (block + 1) * ROWS_PER_PACKET] = LOST_PIXEL
         return raw, truth
@@ -397,11 +559,12 @@ class SimulatedJungfrau1M:
             kept = np.concatenate([kept, chosen])
         return kept[:n]
 
-    def _add_photons(self, raw: np.ndarray, frame_number: int, index: np.ndarray, drawn: np.ndarray) -> None:
+    def _add_photons(self, raw: np.ndarray, frame_number: int, index: np.ndarray, amount: np.ndarray) -> None:
         """Add this frame's own background photons and the spots' photons; re-encode those pixels.
 
         The background is drawn afresh for every frame (its total from Poisson,
-        each photon's pixel from the background map), so no chance cluster of
+        each photon's pixel from the background map, its point uniform in that
+        pixel, its charge shared like a spot's photons), so no chance cluster of
         background photons repeats from frame to frame.  Pixels that stay in G0
         (nearly all: a few photons) keep the noise the pool gave them and get the
         photons' ADC added; only those that switch gain are encoded anew.
@@ -409,17 +572,21 @@ class SimulatedJungfrau1M:
         rng = np.random.default_rng([self.seed, frame_number, 6])
         n_background = rng.poisson(self._background_total)
         background = self._background_photon_pixels(rng, n_background)
-        pixels, where = np.unique(np.concatenate([background, index]), return_inverse=True)  # photons add up
-        counts = np.bincount(where, weights=np.concatenate([np.ones(n_background), drawn]))
+        rows, cols = np.divmod(background, FRAME_SHAPE[1])
+        offsets = rng.random((2, n_background)) - 0.5
+        shared, fraction = _share_charge(
+            rows + offsets[0], cols + offsets[1], (rows // MODULE_SHAPE[0]) * MODULE_SHAPE[0], self.charge_cloud_px
+        )
+        n_touched = _accumulate(shared, fraction, self._scratch, self._touched)
+        n_touched += _accumulate(index, amount, self._scratch, self._touched[n_touched:])
         flat = raw.ravel()
-        adc = (flat[pixels] & _ADC_MAX) + counts * self.photon_energy_kev * self.gain[0].ravel()[pixels]
-        in_g0 = adc <= _G0_SWITCH_ADC
-        flat[pixels[in_g0]] = np.rint(adc[in_g0]).astype(np.uint16)
-        switching = pixels[~in_g0]
-        energy = counts[~in_g0] * self.photon_energy_kev
+        n_switching = _add_in_g0(flat, self._touched[:n_touched], self._scratch, self._gain_g0, self.photon_energy_kev,
+                                 self._switching)
+        switching = self._switching[:n_switching].copy()
+        energy = self._scratch[switching] * self.photon_energy_kev
+        self._scratch[switching] = 0.0
         flat[switching] = self._encode(energy, switching, rng.standard_normal(len(switching)))
-        dead_hit = np.isin(self._dead, pixels)
-        raw.ravel()[self._dead[dead_hit]] = 0
+        raw.ravel()[self._dead] = 0
 
     def dark_frame(self, frame_number: int, *, gain_stage: int) -> np.ndarray:
         """A dark frame with the gain forced to ``gain_stage`` (0, 1, 2), as in a pedestal run.
