@@ -24,7 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from handlers.protocol import Event
 from monitor.assembler import AssemblerParameters, AssemblerProcess, AssemblerStats, start_assembler
-from monitor.endpoints import check_endpoint
+from monitor.child_watch import ChildWatch
+from monitor.bind_check import Listener, tcp_listener
+from monitor.endpoints import check_endpoint, endpoint_with_port_offset
 from monitor.errors import DataExtractionError, WireFormatError, one_line
 from monitor.simulate import SimulatorParameters
 from monitor.wire import SyncEnd, SyncFrame, SyncStart, parse_sync_message
@@ -120,7 +122,7 @@ class Jungfrau1MZmqDataEventHandler:
         self._acquisitions: list[dict[str, Any]] = []
         self._final_assembly: dict[str, Any] | None = None
         self._simulated: dict[str, Any] = {}
-        self._source_stopped = False
+        self._children = ChildWatch()
 
     def designated_collector_rank(self) -> Literal["first", "last"]:
         return self._parameters.collector_rank
@@ -135,6 +137,21 @@ class Jungfrau1MZmqDataEventHandler:
         if self._source == SIMULATOR:
             self._start_simulator()
 
+    def listening_addresses(self) -> list[Listener]:
+        """What the children this node will start listen on: tried before they start."""
+        listeners = []
+        if self._parameters.starts_assembler:
+            assembler = self._parameters.assembler
+            listeners += tcp_listener("data_retrieval_layer.assembler.bind", assembler.bind)
+            listeners += tcp_listener("data_retrieval_layer.assembler.stats", assembler.stats)
+        if self._source == SIMULATOR:
+            simulator = self._parameters.simulator
+            streams = simulator.streams if simulator.protocol == "receiver" else 1
+            for offset in range(streams):
+                listeners += tcp_listener("data_retrieval_layer.simulator.url",
+                                          endpoint_with_port_offset(simulator.url, offset))
+        return listeners
+
     def _scratch_dir(self) -> Path:
         """A folder of this run's own for what the children it starts leave behind."""
         if self._scratch is None:
@@ -145,6 +162,7 @@ class Jungfrau1MZmqDataEventHandler:
         parameters = self._parameters.assembler
         self._assembler = start_assembler(parameters, final_report=self._scratch_dir() / "assembler.json")
         atexit.register(self._assembler.stop)
+        self._children.watch("assembler", "the frame assembler", self._assembler.process, finishes_alone=False)
         if parameters.stats is not None:
             self._assembler_stats = AssemblerStats(parameters.stats)
         log.info("started the frame assembler on %s -> %s (pid %d)",
@@ -158,16 +176,17 @@ class Jungfrau1MZmqDataEventHandler:
         command = [sys.executable, "-m", "monitor.simulate", "--exit-with-parent", *simulator.command_line()]
         self._simulator = subprocess.Popen(command, start_new_session=True)  # see start_assembler
         atexit.register(self._stop_simulator)
+        self._children.watch("simulator", "the simulated detector", self._simulator, finishes_alone=True)
         log.info("started the simulated JUNGFRAU 1M on %s (pid %d)", self._parameters.url, self._simulator.pid)
 
     def collecting_node_status(self) -> dict[str, Any]:
-        """Frames the simulator will send (for a progress bar); the assembler's losses so far."""
+        """Frames the simulator will send (for a progress bar); the assembler's losses so far.
+        Raises :class:`ChildDied` once when a process this node started died under the run."""
+        self._children.check()
         status: dict[str, Any] = {}
         if self._simulator is not None:
             status["frames_expected"] = self._parameters.simulator.frames
         if self._assembler is not None:
-            if self._assembler.poll() is not None and not self._source_stopped:
-                raise RuntimeError(f"the frame assembler exited with code {self._assembler.poll()}")
             self._read_assembler_stats()
             counts = self._assembly.get("acquisition") or {}
             dropped = counts.get("dropped", {})
@@ -205,7 +224,7 @@ class Jungfrau1MZmqDataEventHandler:
         """The simulator stops (its end messages follow its last frame); our assembler reads the
         streams' last messages, closes its acquisition, gives the frames it holds its
         ``stop_timeout_s`` to go out (the rest counted as ``stop``) and sends the end message."""
-        self._source_stopped = True
+        self._children.stopping()
         stopping = False
         for process in (self._simulator, self._assembler and self._assembler.process):
             if process is not None and process.poll() is None:
@@ -234,8 +253,8 @@ class Jungfrau1MZmqDataEventHandler:
 
     def _simulator_summary(self, truth_file: Path) -> dict[str, Any]:
         """What the simulator sent, by its truth: the true hit rate, and the images it dropped."""
-        with truth_file.open() as lines:
-            frames = [json.loads(line) for line in lines]
+        with truth_file.open() as lines:  # a killed simulator may have left half of its last line
+            frames = [json.loads(line) for line in lines if line.endswith("\n")]
         streams = self._parameters.simulator.streams if self._parameters.simulator.protocol == "receiver" else 1
         self._simulated = {
             "simulated_frames": len(frames),
@@ -248,7 +267,7 @@ class Jungfrau1MZmqDataEventHandler:
     def source_accounting(self) -> dict[str, Any]:
         """The simulator's count of frames sent; the assembler's drops, gaps and frames handed on."""
         accounting: dict[str, Any] = {"sent": self._simulated.get("simulated_frames"), "delivered": None,
-                                      "dropped": {}, "estimates": {}}
+                                      "dropped": {}, "estimates": {}, "died": self._children.died}
         if self._assembler is None:
             return accounting
         acquisitions = self._assembled_acquisitions()

@@ -11,5 +11,9 @@ __all__ = ["write_text_atomically"]
 def write_text_atomically(path: Path, text: str) -> None:
     """Write ``text`` beside ``path`` (a hidden ``.NAME.partial``), then rename it into place."""
     partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text)
-    partial.replace(path)
+    try:
+        partial.write_text(text)
+        partial.replace(path)
+    except BaseException:  # a full disk: leave the old file, not a half-written one beside it
+        partial.unlink(missing_ok=True)
+        raise

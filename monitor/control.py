@@ -25,14 +25,26 @@ import zmq.auth
 from ruamel.yaml import YAML
 from zmq.utils.monitor import recv_monitor_message
 
-from monitor.errors import MonitorError
+from monitor.errors import MonitorError, shorten
 from monitor.keys import CurveKeys
+from monitor.logs import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ControlEndpoint", "ControlRequest", "main"]
 
 REPLY_TIMEOUT_S = 5.0
+
+MAX_REQUEST_BYTES = 64 << 10
+"""A larger message ends its sender's connection (ZeroMQ's own limit): a request is a few keys."""
+
+REQUESTS_PER_POLL = 4
+"""Requests answered per poll (one per 50 ms): 80 a second, far above a person's or a script's
+pace; a client that floods waits in its own queue (bounded below) instead of taking the
+collector's loop, and whatever it sends past that queue is dropped by ZeroMQ."""
+
+RECEIVE_QUEUE = 100
+"""Requests queued for the collector; a flood past it is dropped."""
 
 
 class ControlRequest:
@@ -51,6 +63,10 @@ class ControlEndpoint:
         self._context = context or zmq.Context.instance()
         self._socket = self._context.socket(zmq.ROUTER)
         self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
+        self._socket.setsockopt(zmq.RCVHWM, RECEIVE_QUEUE)
+        self._socket.setsockopt(zmq.SNDHWM, RECEIVE_QUEUE)
+        self._problems = RateLimitedLog(log, interval_s=10.0, burst=3)
         self._authenticator = None
         self._handshakes = None
         if keys is not None:
@@ -65,23 +81,33 @@ class ControlEndpoint:
             raise MonitorError(f"monitor.control_url: cannot bind {url}: {error}") from None
 
     def poll(self) -> list[ControlRequest]:
-        """Every request waiting now (malformed ones are answered with the reason and left out)."""
+        """Up to REQUESTS_PER_POLL requests waiting now (malformed ones are answered with the reason
+        and left out).  Never raises: whatever a client sends, the run goes on."""
         self._log_refused_handshakes()
         requests = []
-        while True:
+        for _ in range(REQUESTS_PER_POLL):
             try:
                 identity, *_, payload = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
-                return requests
-            peer = payload.get("Peer-Address") or "unknown peer"
+                break
+            except zmq.ZMQError as error:
+                self._problems.warning(f"control: a request could not be read ({error})")
+                break
+            peer = _peer_address(payload)
             try:
                 body = json.loads(payload.bytes)
                 if not isinstance(body, dict):
                     raise ValueError("a request is a JSON object")
             except ValueError as error:
-                self.reply(identity.bytes, {"error": f"malformed request: {error}"})
+                self._problems.warning(f"control: malformed request from {peer}: {shorten(str(error))}")
+                self.reply(identity.bytes, {"error": f"malformed request: {shorten(str(error))}"})
                 continue
             requests.append(ControlRequest(identity.bytes, peer, body))
+        return requests
+
+    def warn(self, message: str) -> None:
+        """A refused request, logged at a bounded rate (a client may send thousands)."""
+        self._problems.warning(message)
 
     def _log_refused_handshakes(self) -> None:
         while self._handshakes is not None and self._handshakes.poll(0):
@@ -90,7 +116,11 @@ class ControlEndpoint:
                         zmq.Event(event["event"]).name.lower().replace("_", " "))
 
     def reply(self, identity: bytes, answer: dict[str, Any]) -> None:
-        self._socket.send_multipart([identity, b"", json.dumps(answer).encode()], zmq.NOBLOCK)
+        """Send at once or not at all: a client that does not read its answers loses them."""
+        try:
+            self._socket.send_multipart([identity, b"", json.dumps(answer).encode()], zmq.NOBLOCK)
+        except zmq.ZMQError as error:
+            self._problems.warning(f"control: an answer could not be sent ({error})")
 
     def close(self) -> None:
         if self._handshakes is not None:
@@ -99,6 +129,14 @@ class ControlEndpoint:
         self._socket.close(linger=0)
         if self._authenticator is not None:
             self._authenticator.stop()
+
+
+def _peer_address(message: zmq.Frame) -> str:
+    """Who sent it; ZeroMQ cannot say for every kind of peer (an old ZMTP 1.0 greeting)."""
+    try:
+        return message.get("Peer-Address") or "unknown peer"
+    except zmq.ZMQError:
+        return "unknown peer"
 
 
 def _assignments(pairs: list[str]) -> dict[str, Any]:
@@ -128,7 +166,14 @@ def request(url: str, body: dict[str, Any], *, timeout_s: float = REPLY_TIMEOUT_
         socket.send(json.dumps(body).encode())
         if not socket.poll(int(timeout_s * 1000)):
             return None
-        return json.loads(socket.recv())
+        try:
+            answer = json.loads(socket.recv())
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            raise ValueError(f"the answer from {url} is not a monitor's control reply: is it the "
+                             "monitor.control_url?")
+        return answer
     finally:
         socket.close()
         context.term()
@@ -151,7 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "set" and not body["set"]:
         print("monitor.control: error: set needs at least one KEY=VALUE", file=sys.stderr)
         return 2
-    answer = request(args.url, body, client_key=args.key, server_key=args.server_key)
+    try:
+        answer = request(args.url, body, client_key=args.key, server_key=args.server_key)
+    except (ValueError, OSError, zmq.ZMQError) as error:
+        print(f"monitor.control: error: {error}", file=sys.stderr)
+        return 2
     if answer is None:
         print(f"monitor.control: error: no answer from {args.url} within {REPLY_TIMEOUT_S:g} s", file=sys.stderr)
         return 2

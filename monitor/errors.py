@@ -13,7 +13,11 @@ __all__ = [
     "WireFormatError",
     "LaunchError",
     "one_line",
+    "shorten",
 ]
+
+MAX_SHOWN = 200
+"""Characters of someone else's text (a client's key, a value) that a reply or a log line shows."""
 
 
 class MonitorError(Exception):
@@ -49,3 +53,8 @@ def one_line(error: BaseException) -> str:
     text = lines[0].strip().removesuffix(", error stack:") if lines else ""
     name = "MPI" if type(error).__module__.startswith("mpi4py") else type(error).__name__
     return f"{name}: {text}" if text else name
+
+
+def shorten(text: str) -> str:
+    """Someone else's text as far as a reply or a log line shows it: a client can send megabytes."""
+    return text if len(text) <= MAX_SHOWN else f"{text[:MAX_SHOWN]}... ({len(text)} characters)"

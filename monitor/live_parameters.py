@@ -16,6 +16,8 @@ from typing import Any
 import pydantic
 from pydantic import BaseModel
 
+from monitor.errors import shorten
+
 __all__ = ["LIVE_KEYS", "ParameterSet", "apply_changes"]
 
 LIVE_KEYS = ("peakfinder8", "min_num_peaks_for_hit", "max_num_peaks_for_hit")
@@ -29,20 +31,20 @@ def apply_changes(current: BaseModel, changes: dict[str, Any], pipeline_class: t
     for key, value in changes.items():
         path = key.split(".")
         if path[0] not in LIVE_KEYS:
-            raise ValueError(f"{key}: not a parameter that can change during a run "
+            raise ValueError(f"{shorten(key)}: not a parameter that can change during a run "
                              f"(those are {', '.join(LIVE_KEYS)} and the keys under peakfinder8)")
         target = document
         for part in path[:-1]:
             if not isinstance(target.get(part), dict):
-                raise ValueError(f"{key}: unknown key")
+                raise ValueError(f"{shorten(key)}: unknown key")
             target = target[part]
         target[path[-1]] = value
     try:
         updated = type(current).model_validate(document)
     except pydantic.ValidationError as error:
         problem = error.errors()[0]
-        where = ".".join(str(part) for part in problem["loc"])
-        raise ValueError(f"{where}: {problem['msg']}") from None
+        where = ".".join(str(part) for part in problem["loc"]) or ", ".join(changes)
+        raise ValueError(f"{where}: {problem['msg'].removeprefix('Value error, ')}") from None
     try:
         pipeline_class(parameters=updated)  # the pipeline's own checks (min <= max, ...)
     except ValueError as error:

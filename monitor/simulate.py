@@ -143,8 +143,10 @@ class _Truth:
         self._file = path.open("w") if path is not None else None
 
     def record(self, truth: FrameTruth, dropped_streams: list[int]) -> None:
+        """Written through at once: if the simulator is killed, its truth still counts what it sent."""
         if self._file is not None:
             self._file.write(json.dumps({**truth.to_json(), "dropped_streams": dropped_streams}) + "\n")
+            self._file.flush()
 
     def close(self) -> None:
         if self._file is not None:

@@ -32,10 +32,11 @@ from typing import Any, Callable, Literal
 from mpi4py import MPI
 
 from handlers.protocol import DataEventHandlerProtocol
+from monitor.bind_check import Listener, check_listeners
 from monitor.config import RunParameters
 from monitor.control import ControlEndpoint
 from monitor.live_parameters import LIVE_KEYS, ParameterSet, apply_changes
-from monitor.errors import MonitorError, one_line
+from monitor.errors import MonitorError, one_line, shorten
 from monitor.mpi.messages import ControlSender, Inbox, PeerSilent, Received
 from monitor.mpi.ranks import RankLayout
 from monitor.mpi.signals import StopSignal
@@ -184,6 +185,14 @@ class _Collector:
         self._rank_watch.end()
         return self.report
 
+    def workers_started(self) -> None:
+        """Every worker has just reached the start (they wait for this node to initialize): clocks
+        of silence, and of a stop sent before, count from here."""
+        now = time.monotonic()
+        self._phase_since = now
+        for state in self._workers.values():
+            state.last_seen = now
+
     @property
     def _acquisition_open(self) -> bool:
         return self.report.acquisitions_started > self.report.acquisitions_ended
@@ -240,10 +249,9 @@ class _Collector:
         """Record an error as the reason the run ends (the exit code becomes non-zero)."""
         if message in self.report.errors:  # a failure that repeats on every tick is said once
             return
-        self.report.errors.append(message)
+        self._note_error(message)
         self.report.exit_code = max(self.report.exit_code, exit_code)
-        log.error("%s", message)
-        self._begin_stop(f"error ({message})", drain=False)
+        self._begin_stop("error (in errors)", drain=False)  # the message is said once, above
 
     def _collect(self, message: Received) -> None:
         self.report.events_collected += 1
@@ -436,6 +444,8 @@ class _Collector:
     def _check_clock(self, now: float) -> None:
         try:
             self._report_figures(now)
+        except MonitorError as error:  # e.g. a process feeding the run died: said as itself
+            self.fail(f"rank {self._layout.rank} (collector): {error}", error.exit_code)
         except Exception as error:  # reporting fails: the run ends, but the checks below still run
             log.debug("reporting failed", exc_info=True)
             self.fail(f"rank {self._layout.rank} (collector): {one_line(error)}")
@@ -496,8 +506,9 @@ class _Collector:
                     raise ValueError("the run is ending")
                 updated = apply_changes(self._live_parameters, changes, type(self._pipeline))
             except ValueError as error:
-                log.warning("parameter change from %s refused: %s", request.peer, error)
-                self.control.reply(request.identity, {"error": str(error)})
+                reason = shorten(str(error))
+                self.control.warn(f"parameter change from {request.peer} refused: {reason}")
+                self.control.reply(request.identity, {"error": reason})
                 continue
             self._live_parameters = updated
             number = len(self._parameter_sets)
@@ -516,15 +527,35 @@ class _Collector:
     # -- figures -------------------------------------------------------------------
 
     def _checkpoint(self, state: str) -> None:
-        """The summary as it stands, where the final one will be: a killed run still leaves it."""
+        """The summary as it stands, where the final one will be: a killed run still leaves it.
+
+        Never raises: a stop must not wait on a checkpoint (a source whose status fails, a full
+        disk).  Each target that cannot be written is an error said once; the others still are."""
         if not self.checkpoints:
             return
+        try:
+            handler_figures = self._handler.collecting_node_status()
+        except Exception as error:  # said where the status is read each tick; the figures go on without it
+            log.debug("the source's status failed in a checkpoint: %s", one_line(error))
+            handler_figures = {}
         document = {"state": state, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                     "checkpoint": "the run had not ended when this was written: its figures stop here, and "
                                   "frames still in flight (accounting.in_flight) are neither counted nor lost",
-                    **self.summary_figures(handler_figures=self._handler.collecting_node_status(), complete=False)}
+                    **self.summary_figures(handler_figures=handler_figures, complete=False)}
         for path in self.checkpoints:
-            write_json_atomically(path, document)
+            try:
+                write_json_atomically(path, document)
+            except OSError as error:
+                self._note_error(f"rank {self._layout.rank} (collector): cannot write the summary to {path}: "
+                                 f"{error.strerror or one_line(error)}")
+
+    def _note_error(self, message: str) -> None:
+        """An error that makes the exit code non-zero but need not end the run (a summary target that
+        cannot be written while frames still can be processed); said once."""
+        if message not in self.report.errors:
+            self.report.errors.append(message)
+            self.report.exit_code = max(self.report.exit_code, 1)
+            log.error("%s", message)
 
     def summary_figures(self, *, handler_figures: dict[str, Any], complete: bool) -> dict[str, Any]:
         """The run's figures and its frame accounting (``complete``: every component has had its
@@ -629,20 +660,23 @@ class _Collector:
 def run_collector(comm: MPI.Comm, layout: RankLayout, handler: DataEventHandlerProtocol,
                   pipeline: ProcessingPipelineProtocol, run: RunParameters, *, stop_after_acquisition: bool,
                   source: str, stop_signal: StopSignal, print_status: StatusPrinter,
-                  workers_may_start: Callable[[], None], open_outputs: Callable[[], CollectorOutput],
-                  checkpoints: list[Path], pipeline_parameters: Any) -> _Collector:
+                  workers_may_start: Callable[[bool], None], open_outputs: Callable[[], CollectorOutput],
+                  checkpoints: list[Path], pipeline_parameters: Any, listeners: list[Listener]) -> _Collector:
     """Run this rank as the collector until every worker has said its last word (or is lost).
 
     The collecting node initializes first (the handler may start the frame
     sender there, or write files the workers read), then lets the workers
-    start with ``workers_may_start``.  If initialization fails, the workers
-    are still started and stopped in order, so that no rank waits for ever.
+    start with ``workers_may_start``.  Every address in ``listeners`` is tried
+    before anything starts.  If initialization fails, the workers are told so
+    as they are let start (they end at once, without initializing), so that
+    no rank waits for ever and none is taken for lost.
     Returns the collector, for the summary, the outputs and the exit code.
     """
     ranks = {"node_rank": layout.rank, "node_pool_size": layout.size}
     collector = _Collector(comm, layout, handler, pipeline, run, stop_after_acquisition, source, stop_signal,
                            print_status, checkpoints, pipeline_parameters)
     try:
+        check_listeners(listeners)
         handler.initialize_event_handling_on_collecting_node(**ranks)
         pipeline.initialize_collecting_node(**ranks)
         collector.outputs = open_outputs()
@@ -656,7 +690,8 @@ def run_collector(comm: MPI.Comm, layout: RankLayout, handler: DataEventHandlerP
     except Exception as error:
         log.debug("collector initialization failed", exc_info=True)
         collector.fail(f"rank {layout.rank} (collector): {one_line(error)}")
-    workers_may_start()
+    workers_may_start(not collector.report.errors)
+    collector.workers_started()
     try:
         collector.run()
     finally:

@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from mpi4py import MPI
 
+from monitor.bind_check import Listener, tcp_listener
 from monitor.config import MonitorConfig
-from monitor.errors import one_line
+from monitor.errors import MonitorError, one_line
 from monitor.mpi.collector import StatusPrinter, run_collector
 from monitor.mpi.ranks import RankLayout
 from monitor.mpi.signals import StopSignal
@@ -61,10 +63,11 @@ def run(config: MonitorConfig, *, print_status: StatusPrinter, comm: MPI.Comm | 
     # Workers write their own hits: once the collector lets them start, it broadcasts its run
     # folder (share_run_dir), and a worker's pipeline writes the hits it finds there.
     if not layout.is_collector:
-        _quiet_barrier(comm)  # the collecting node initializes first
+        collector_started = _share_start(comm, layout.collector, None)  # the collecting node initializes first
         run_dir = share_run_dir(comm, layout.collector, None)
         pipeline = writing_hits(pipeline, config.outputs, config.document, run_dir=run_dir, rank=layout.rank)
-        exit_code = run_worker(comm, layout, handler, pipeline, stop_signal, config.run.stop_timeout_s)
+        exit_code = run_worker(comm, layout, handler, pipeline, stop_signal, config.run.stop_timeout_s,
+                               collector_started=collector_started)
         _finalize(handler)
         return RunOutcome(exit_code=exit_code, summary=None)
 
@@ -74,10 +77,12 @@ def run(config: MonitorConfig, *, print_status: StatusPrinter, comm: MPI.Comm | 
         stop_after_acquisition=handler_parameters.stop_after_acquisition,
         source=handler_parameters.source, stop_signal=stop_signal,
         print_status=print_status,
-        workers_may_start=lambda: (_quiet_barrier(comm),
-                                   share_run_dir(comm, layout.collector, opened[0].run_dir if opened else None)),
+        workers_may_start=lambda started: (
+            _share_start(comm, layout.collector, started),
+            share_run_dir(comm, layout.collector, opened[0].run_dir if opened else None)),
         open_outputs=lambda: opened.append(_open_outputs(config)) or opened[0],
         checkpoints=[summary_json] if summary_json else [], pipeline_parameters=config.pipeline_parameters,
+        listeners=_listening_addresses(config, handler),
     )
     log.debug("every worker has said its last word")
     report = collector.report
@@ -103,10 +108,23 @@ def run(config: MonitorConfig, *, print_status: StatusPrinter, comm: MPI.Comm | 
         exit_code = _close_outputs(outputs, summary) or exit_code
     log.debug("outputs closed")
     if summary_json is not None:
-        write_json_atomically(summary_json, {"state": "complete", **summary})
+        try:
+            write_json_atomically(summary_json, {"state": "complete", **summary})
+        except OSError as error:  # the table is still printed; the exit code says the file is missing
+            summary["errors"].append(f"cannot write the summary to {summary_json}: {error.strerror or one_line(error)}")
+            exit_code = max(exit_code, 1)
     if report.lost_ranks:
         return RunOutcome(exit_code=max(exit_code, 1), summary=summary, abort=True)
     return RunOutcome(exit_code=exit_code, summary=summary)
+
+
+def _listening_addresses(config: MonitorConfig, handler: Any) -> list[Listener]:
+    """Every TCP address the collector's node will listen on: the handler's children (its optional
+    hook), the outputs, the control endpoint."""
+    handler_listeners = getattr(handler, "listening_addresses", None)
+    return [*(handler_listeners() if handler_listeners is not None else []),
+            *config.outputs.listening_addresses(),
+            *tcp_listener("monitor.control_url", config.run.control_url)]
 
 
 def _finalize(handler: Any) -> None:
@@ -126,19 +144,26 @@ def _open_outputs(config: MonitorConfig) -> OutputGroup:
 
 
 def _close_outputs(outputs: OutputGroup, summary: dict[str, Any]) -> int:
-    """Close every output (files readable afterwards); 1 if one failed to, else 0."""
+    """Close every output (files readable afterwards); 1 if one failed to, else 0.  The outputs'
+    counters (hits written, failed, ...) join the summary."""
     try:
         outputs.close(summary=summary)
-    except Exception as error:
-        message = f"closing outputs: {one_line(error)}"
-        log.error("%s", message)
-        summary["errors"].append(message)
+    except Exception as error:  # said once, with the summary's other errors
+        summary["errors"].append(str(error) if isinstance(error, MonitorError)
+                                 else f"closing outputs: {one_line(error)}")
         return 1
+    finally:
+        summary["outputs"] = outputs.counters()
     return 0
 
 
-def _quiet_barrier(comm: MPI.Comm) -> None:
-    """A barrier that sleeps while it waits: MPICH's blocking one spins every waiting rank's core."""
-    request = comm.Ibarrier()
+def _share_start(comm: MPI.Comm, root: int, started: bool | None) -> bool:
+    """Whether the collector (``root``, which passes it) started.  Every rank waits here until all
+    have come (an all-reduce, so that it is a barrier too), sleeping: MPICH's blocking collectives
+    spin every waiting rank's core."""
+    failed = np.array([comm.rank == root and not started], dtype=np.uint8)
+    verdict = np.zeros(1, dtype=np.uint8)
+    request = comm.Iallreduce(failed, verdict, op=MPI.MAX)
     while not request.Test():
         time.sleep(0.005)
+    return not verdict[0]

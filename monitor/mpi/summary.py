@@ -45,6 +45,18 @@ def frame_accounting(*, source: dict[str, Any], processed: int, failed: int, fra
     if sent is None and source.get("delivered") is None:
         sent = frames_announced  # a frame sender (PSI's synchronizer) is the source: its end message says
     accounted = handled + sum(dropped.values())
+    estimates = dict(source.get("estimates", {}))
+    died = source.get("died") or []
+    if complete and died and sent is not None:
+        # A feeding process that died took its queues with it, and its last word (the simulator's
+        # truth) may be a frame behind what it sent: the difference is laid at its door, never left
+        # as a negative "unaccounted".
+        if sent > accounted:
+            dropped[f"{died[0]}_died"] += sent - accounted
+            accounted = sent
+        elif accounted > sent:
+            estimates["frames_sent_after_the_dead_sources_last_word"] = accounted - sent
+            sent = accounted
     table: dict[str, Any] = {
         "sent": sent,
         "processed": processed,
@@ -54,8 +66,8 @@ def frame_accounting(*, source: dict[str, Any], processed: int, failed: int, fra
     }
     if not complete:
         table["in_flight"] = None if sent is None else sent - accounted
-    if source.get("estimates"):
-        table["estimates"] = source["estimates"]
+    if estimates:
+        table["estimates"] = estimates
     return table
 
 

@@ -77,9 +77,22 @@ class _Worker:
         self._next_load_report = time.monotonic() + ALIVE_EVERY_S
         self._skipped = RateLimitedLog(log, interval_s=5.0, burst=3)
 
-    def run(self) -> int:
-        """Work until the collector says stop; return the run's exit code."""
+    def run(self, *, collector_started: bool) -> int:
+        """Work until the collector says stop; return the run's exit code.
+
+        ``collector_started``: False when the collector failed to start (it said why, and sends
+        stop): nothing is initialized, and the rank only ends in order, at once, rather than
+        spending seconds preparing for a run that never comes (and being taken for lost)."""
         self._outbox.send("hello", {"pid": os.getpid(), "host": socket.gethostname()})
+        if collector_started:
+            self._work()
+        if not self._stopped:
+            self._wait_for("stop")
+        if collector_started:
+            self._pipeline.end_processing_on_processing_node(**self._ranks)
+        return self._say_goodbye()
+
+    def _work(self) -> None:
         try:
             self._handler.initialize_event_handling_on_processing_node(**self._ranks)
             self._pipeline.initialize_processing_node(**self._ranks)
@@ -88,9 +101,9 @@ class _Worker:
         except Exception as error:  # any failure ends the whole job, reported once, by the collector
             log.debug("worker failed", exc_info=True)
             self._outbox.send("error", {"message": f"rank {self._layout.rank}: {one_line(error)}"})
-        if not self._stopped:
-            self._wait_for("stop")
-        self._pipeline.end_processing_on_processing_node(**self._ranks)
+
+    def _say_goodbye(self) -> int:
+        """The last word (this rank's figures), then the run's exit code from the collector."""
         self._skipped.flush(f"events skipped on rank {self._layout.rank}")
         self.stats.wall_s = time.monotonic() - self._started[0]
         self.stats.cpu_s = time.process_time() - self._started[1]
@@ -201,6 +214,8 @@ class _Worker:
 
 
 def run_worker(comm: MPI.Comm, layout: RankLayout, handler: DataEventHandlerProtocol,
-               pipeline: ProcessingPipelineProtocol, stop_signal: StopSignal, stop_timeout_s: float) -> int:
+               pipeline: ProcessingPipelineProtocol, stop_signal: StopSignal, stop_timeout_s: float, *,
+               collector_started: bool = True) -> int:
     """Run this rank as a worker until the collector ends the run; return the exit code."""
-    return _Worker(comm, layout, handler, pipeline, stop_signal, stop_timeout_s).run()
+    return _Worker(comm, layout, handler, pipeline, stop_signal, stop_timeout_s).run(
+        collector_started=collector_started)

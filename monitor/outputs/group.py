@@ -117,8 +117,10 @@ class OutputGroup:
             try:
                 output.close(summary={**summary, "outputs": self.counters()})
             except BaseException as error:  # the others must still close (files, sockets)
-                log.error("closing %s failed: %s", type(output).__name__, error)
-                first_error = first_error or error
+                if first_error is None:
+                    first_error = error  # the caller reports it
+                else:
+                    log.error("closing %s failed: %s", type(output).__name__, error)
         if first_error is not None:
             raise first_error
 

@@ -21,6 +21,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from monitor.errors import MonitorError, one_line
 from monitor.outputs.crystfel import FILE_LIST, GEOMETRY, hit_file_geometry, write_file_list, write_notes
 from monitor.outputs.experiment import Experiment
 from monitor.outputs.hdf5_filters import h5py
@@ -28,7 +29,7 @@ from monitor.outputs.parameters import HitFileParameters
 from monitor.outputs.rolling import RollingHitFiles
 from monitor.processing.protocol import ProcessedEvent
 
-__all__ = ["HitFiles"]
+__all__ = ["HitFiles", "HitsNotWritten"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,11 @@ _STOP = ProcessedEvent(values={"stop": True})
 
 _AGE_CHECK_S = 0.5
 """The writer thread wakes this often, hits or not, to close a file that has grown old."""
+
+
+class HitsNotWritten(MonitorError):
+    """Hits were found that no file holds (a full disk, a failing file system): the run's exit code
+    must say so, once every file that could be written is closed and listed."""
 
 
 class HitFiles:
@@ -60,6 +66,7 @@ class HitFiles:
         self._dropped = 0
         self._failed = 0
         self._failed_here = 0
+        self._first_failure: str | None = None
         self._without_frame = 0
 
     @property
@@ -89,7 +96,10 @@ class HitFiles:
             self._written += 1
             self._seen.add(values["hit_file"])
         elif "hit_file_error" in values:
-            self._failed += 1
+            lost = values.get("hits_lost_with_file", 0)
+            self._failed += 1 + lost
+            self._written -= lost
+            self._first_failure = self._first_failure or values["hit_file_error"]
         elif "frame" not in result.arrays:
             self._without_frame += 1
         else:
@@ -115,12 +125,18 @@ class HitFiles:
         with self._list_lock:
             here = {path.name for path in self._files.closed}
             write_file_list(self._run_dir, self._listed | here | set(self._complete(self._seen - self._listed)))
+        failed = self._failed + self._failed_here
+        if failed:  # every file is closed and listed: now the run's exit code says hits are missing
+            raise HitsNotWritten(f"outputs.hit_files: {failed} of {failed + self._written + self._written_here} "
+                                 f"hits could not be written (the first: {self._first_failure or 'see the log'})")
 
     def _complete(self, names: set[str]) -> list[str]:
         """Of the workers' files never announced closed, those that open: a worker closes its last one as it
         ends, but a worker that was lost (killed, frozen) may have left its file in flight unfinished."""
         complete = []
         for name in sorted(names):
+            if not (self._run_dir / name).exists():  # removed by its writer after a failure it counted
+                continue
             try:
                 with h5py.File(self._run_dir / name, "r"):
                     complete.append(name)
@@ -169,6 +185,7 @@ class HitFiles:
         except Exception as error:  # whatever one hit does, the thread goes on with the next
             log.debug("hit not written", exc_info=True)
             self._failed_here += 1
+            self._first_failure = self._first_failure or one_line(error)
             if self._failed_here == 1:
                 log.error("hit %s not written (later failures only counted): %s", hit.values.get("event_id"), error)
             return

@@ -9,6 +9,8 @@ result's ``values``:
 
 * ``hit_file``: the file a hit was written to (name in the run folder);
 * ``hit_file_error``: why a hit could not be written (it is counted as failed);
+* ``hits_lost_with_file``: hits written before into a file that the failure left
+  unreadable (removed): the collector moves them from written to failed;
 * ``hit_files_closed``: files closed since the worker's last result, complete.
 
 Every ``preview_interval_s`` a written hit keeps its frame and mask, so the
@@ -82,13 +84,20 @@ class WorkerHitWriter:
 
     def _write(self, result: ProcessedEvent, values: dict[str, Any], arrays: dict[str, np.ndarray],
                now: float) -> None:
+        lost_before = self._files.lost_hits
         try:
             path = self._files.write(result)
-        except (OSError, ValueError) as error:
+        except Exception as error:  # a full disk, a bad frame: this hit is counted, the worker goes on
             self.failed += 1
             values["hit_file_error"] = f"{one_line(error)}"
+            lost = self._files.lost_hits - lost_before
+            if lost:  # written (and counted) before, gone with the file that could not be completed
+                self.written -= lost
+                self.failed += lost
+                values["hits_lost_with_file"] = lost
             if self.failed == 1:
-                log.error("hit %s not written (later failures only counted): %s", values.get("event_id"), error)
+                log.error("hit %s not written (later failures only counted): %s", values.get("event_id"),
+                          one_line(error))
             return
         self.written += 1
         values["hit_file"] = path.name

@@ -55,17 +55,26 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt, model_validator
 
 __all__ = ["PeakFinder8", "PeakFinder8Parameters", "PeakList"]
 
 
+MAX_PEAKS_KEPT = 65536
+"""Most peaks kept per frame: far above any crystal's (a few thousand), and it bounds the arrays every
+worker allocates for them to a few MB."""
+
+
 class PeakFinder8Parameters(BaseModel):
-    """peakfinder8 settings; intensities are in the units of the frame (photons when calibrated)."""
+    """peakfinder8 settings; intensities are in the units of the frame (photons when calibrated).
 
-    model_config = ConfigDict(extra="forbid")
+    Every value is bounded (finite, non-negative, ``min <= max``, counts within what a frame and a
+    worker's memory hold): the same model checks the YAML and each change made during a run, so a
+    value no frame could be searched with is refused before any worker sees it."""
 
-    adc_threshold: float | None = Field(
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    adc_threshold: NonNegativeFloat | None = Field(
         default=None, description="absolute floor of every pixel's threshold (frame units); null: from the noise"
     )
     noise_threshold: NonNegativeFloat = Field(
@@ -82,17 +91,27 @@ class PeakFinder8Parameters(BaseModel):
         description="fewest integrated photons (frame units) in a peak: chance clusters of lone background photons "
         "stay out",
     )
-    local_bg_radius: PositiveInt = Field(default=3, description="local background within twice this, pixels")
+    local_bg_radius: PositiveInt = Field(default=3, le=64, description="local background within twice this, pixels")
     min_res: NonNegativeFloat = Field(default=0.0, description="inner radius limit, pixels")
     max_res: NonNegativeFloat = Field(default=10000.0, description="outer radius limit, pixels")
-    iterations: PositiveInt = Field(default=5, description="sigma-clipping iterations")
-    max_num_peaks: PositiveInt = Field(default=2048, description="peaks beyond this are counted, not kept")
+    iterations: PositiveInt = Field(default=5, le=100, description="sigma-clipping iterations")
+    max_num_peaks: PositiveInt = Field(default=2048, le=MAX_PEAKS_KEPT,
+                                       description="peaks beyond this are counted, not kept")
     statistics_row_step: PositiveInt = Field(
         default=8, description="clipping iterations but the last use every n-th row only"
     )
     asic_shape: tuple[PositiveInt, PositiveInt] = Field(
         default=(512, 1024), description="regions never cross asic borders (a JUNGFRAU module by default)"
     )
+
+    @model_validator(mode="after")
+    def _ranges_are_ordered(self) -> PeakFinder8Parameters:
+        if self.min_pixel_count > self.max_pixel_count:
+            raise ValueError(f"min_pixel_count ({self.min_pixel_count}) must not exceed max_pixel_count "
+                             f"({self.max_pixel_count})")
+        if self.min_res > self.max_res:
+            raise ValueError(f"min_res ({self.min_res:g}) must not exceed max_res ({self.max_res:g})")
+        return self
 
 
 @dataclass(frozen=True)
