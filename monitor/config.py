@@ -39,6 +39,7 @@ __all__ = [
 
 HANDLERS: dict[str, str] = {
     "Jungfrau1MZmqDataEventHandler": "handlers.jungfrau1m_zmq:Jungfrau1MZmqDataEventHandler",
+    "DectrisStream2ZmqDataEventHandler": "handlers.dectris_stream2:DectrisStream2ZmqDataEventHandler",
 }
 """Data event handlers a YAML file may name, and where they live."""
 

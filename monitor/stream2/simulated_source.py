@@ -1,0 +1,79 @@
+"""The simulated EIGER2 as a run's source: started beside the collector, stopped with the run, its truth read.
+
+The simulator runs as its own process (``python -m monitor.stream2.simulator``)
+so that drawing and compressing images never competes with the collector for
+its interpreter; it exits with the monitor (``--exit-with-parent``).  Its
+truth (one line per image sent) gives the run's true hit rate and the count
+of images sent, the source's own word for the frame accounting.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from monitor.stream2.simulator import Stream2SimulatorParameters
+
+__all__ = ["SimulatedStream2"]
+
+log = logging.getLogger(__name__)
+
+_STOP_WAIT_S = 5.0
+
+
+class SimulatedStream2:
+    """One simulator process and its truth file."""
+
+    def __init__(self, parameters: Stream2SimulatorParameters) -> None:
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
+        if parameters.truth_file is None:  # keep the truth anyway: the summary compares against it
+            self._scratch = tempfile.TemporaryDirectory(prefix="monitor-stream2-")
+            parameters = parameters.model_copy(update={"truth_file": Path(self._scratch.name) / "truth.jsonl"})
+        self._parameters = parameters
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stopping = False
+        self.sent: int | None = None
+        """Images sent, by the truth (after :meth:`finish`)."""
+
+    def start(self) -> None:
+        command = [sys.executable, "-m", "monitor.stream2.simulator", "--exit-with-parent",
+                   *self._parameters.command_line()]
+        self._process = subprocess.Popen(command, start_new_session=True)
+        log.info("started the simulated EIGER2 %s on %s (pid %d)", self._parameters.detector,
+                 self._parameters.url, self._process.pid)
+
+    def check(self) -> None:
+        """Raise if the simulator died before the run asked it to stop (it ends with its series, code 0)."""
+        code = None if self._process is None else self._process.poll()
+        if code not in (None, 0) and not self._stopping:
+            raise RuntimeError(f"the simulated EIGER2 exited with code {code}")
+
+    def stop(self) -> None:
+        """End the series now: the simulator sends its end message behind the images already sent."""
+        self._stopping = True
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+
+    def finish(self) -> dict[str, Any]:
+        """Wait for the simulator to exit (stop it if it lingers); the truth's figures for the summary."""
+        self.stop()
+        if self._process is not None:
+            try:
+                self._process.wait(timeout=_STOP_WAIT_S)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        truth = self._parameters.truth_file
+        hits = []
+        if truth is not None and truth.exists():
+            with truth.open() as lines:
+                hits = [json.loads(line)["is_hit"] for line in lines if line.strip()]
+        if self._scratch is not None:
+            self._scratch.cleanup()
+        self.sent = len(hits)
+        return {"true_hit_rate": sum(hits) / len(hits) if hits else None, "simulated_frames": len(hits)}
