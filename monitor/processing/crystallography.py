@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt
@@ -54,6 +54,7 @@ from monitor.simulation import SimulatedJungfrau1M
 from monitor.simulation.detector import SIMULATED_PHOTON_ENERGY_KEV
 from monitor.simulation.crystal import CrystalChoice
 from sources.calibration import CalibrationParameters, JungfrauCalibration
+from sources.counting import CountingCalibration
 from sources.geometry import DetectorGeometry, default_geometry_path
 from sources.jungfrau1m import raw_frame
 
@@ -95,8 +96,10 @@ class CrystallographyParameters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     pipeline: str = "CrystallographyPipeline"
-    calibration: CalibrationParameters | SimulatedCalibration | None = Field(
-        default=None, description="calibration files, or the simulator's maps; leave out to work on ADC values"
+    calibration: CalibrationParameters | SimulatedCalibration | Literal["photon_counting"] | None = Field(
+        default=None, description="calibration files, or the simulator's maps; leave out to work on ADC values; "
+        "photon_counting: frames are photon counts with their masks (EIGER2, Jungfraujoch), searched as one asic "
+        "(module gaps are masked pixels)"
     )
     geometry_file: Path | None = Field(default=None, description="CrystFEL .geom; the shipped JUNGFRAU 1M if absent")
     photon_energy_kev: PositiveFloat | None = Field(
@@ -137,7 +140,7 @@ class CrystallographyPipeline:
         n_modules = self._geometry.frame_shape[0] // 512
         self._calibration = self._make_calibration(n_modules)
         self._d_map = self._resolution_map()
-        self._finder = PeakFinder8(p.peakfinder8, radius=self._geometry.radius, noise=self._calibration.noise_photons)
+        self._finder = self._make_finder(p)
         self._bin_pixels = np.bincount(self._finder.bins.ravel()).astype(np.float64)
         self._ring = np.arange(self._bin_pixels.size) // p.radial_bin_px
         self._ring_pixels = np.bincount(self._ring, weights=self._bin_pixels)
@@ -165,9 +168,18 @@ class CrystallographyPipeline:
             np.float32
         )
 
-    def _make_calibration(self, n_modules: int) -> JungfrauCalibration:
+    def _make_finder(self, parameters: CrystallographyParameters) -> PeakFinder8:
+        """peakfinder8 with the calibration's noise map; counting frames are one asic (gaps are masked pixels)."""
+        settings = parameters.peakfinder8
+        if parameters.calibration == "photon_counting":
+            settings = settings.model_copy(update={"asic_shape": self._geometry.frame_shape})
+        return PeakFinder8(settings, radius=self._geometry.radius, noise=self._calibration.noise_photons)
+
+    def _make_calibration(self, n_modules: int) -> JungfrauCalibration | CountingCalibration:
         calibration = self.parameters.calibration
         self._truth = None
+        if calibration == "photon_counting":
+            return CountingCalibration()
         if calibration is None:
             return JungfrauCalibration.adc_only(n_modules=n_modules)
         if isinstance(calibration, SimulatedCalibration):
@@ -255,8 +267,7 @@ class CrystallographyPipeline:
     def update_parameters(self, *, parameters: CrystallographyParameters, number: int) -> None:
         """New thresholds from the next frame on; the peak finder is rebuilt only if its own changed."""
         if parameters.peakfinder8 != self.parameters.peakfinder8 and self._geometry is not None:
-            self._finder = PeakFinder8(parameters.peakfinder8, radius=self._geometry.radius,
-                                       noise=self._calibration.noise_photons)
+            self._finder = self._make_finder(parameters)
         self.parameters = parameters
 
     def end_processing_on_processing_node(self, *, node_rank: int, node_pool_size: int) -> None:
