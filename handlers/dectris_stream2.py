@@ -36,13 +36,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from handlers.protocol import Event
 from monitor.atomic_files import write_text_atomically
+from monitor.bind_check import Listener, tcp_listener
 from monitor.endpoints import Endpoint, check_endpoint
-from monitor.errors import ConfigurationError, DataExtractionError, WireFormatError, one_line
+from monitor.errors import ConfigurationError, DataExtractionError, WireFormatError
 from monitor.stream2.cbor import decode
 from monitor.stream2.messages import Image, SeriesStart, parse_message
 from monitor.stream2.relay import ANNOUNCE, CREDIT, END, IMAGE, START, Stream2Relay
 from monitor.stream2.simulator import Stream2SimulatorParameters
 from monitor.stream2.simulated_source import SimulatedStream2
+from sources.protocol import extract_all
 from sources.stream2 import DATA_SOURCES, SeriesFrames, crystfel_geometry
 
 __all__ = ["DectrisStream2ZmqDataEventHandler", "Stream2Parameters"]
@@ -128,6 +130,14 @@ class DectrisStream2ZmqDataEventHandler:
 
     # ---- collecting node ------------------------------------------------------------------------
 
+    def listening_addresses(self) -> list[Listener]:
+        """What the collecting node binds: the relay, and the simulator's PUSH socket when it runs one."""
+        p = self._parameters
+        listeners = tcp_listener("data_retrieval_layer.relay_bind", p.relay_bind)
+        if self._source == SIMULATOR:
+            listeners += tcp_listener("data_retrieval_layer.simulator.url", p.simulator.url)
+        return listeners
+
     def initialize_event_handling_on_collecting_node(self, *, node_rank: int, node_pool_size: int) -> None:
         """Start the simulator (``source: simulator``) and the relay; write the geometry if asked."""
         p = self._parameters
@@ -178,8 +188,7 @@ class DectrisStream2ZmqDataEventHandler:
         status: dict[str, Any] = {}
         if self._simulated is not None:
             status["frames_expected"] = self._parameters.simulator.frames
-            if not self._stopped:
-                self._simulated.check()
+            self._simulated.check()
         if self._relay is not None:
             if self._relay.error is not None:
                 raise RuntimeError(self._relay.error)
@@ -217,7 +226,8 @@ class DectrisStream2ZmqDataEventHandler:
         relayed = self._relay.figures()["images"] if self._relay is not None else 0
         sent = self._simulated.sent if self._simulated is not None else relayed
         dropped = {"stop": sent - relayed} if sent is not None and sent > relayed else {}
-        return {"sent": sent, "delivered": relayed, "dropped": dropped, "estimates": {}}
+        died = self._simulated.died if self._simulated is not None else []
+        return {"sent": sent, "delivered": relayed, "dropped": dropped, "estimates": {}, "died": died}
 
     # ---- workers --------------------------------------------------------------------------------
 
@@ -249,7 +259,8 @@ class DectrisStream2ZmqDataEventHandler:
                 kind, info = parts[0].bytes, {"received_at": time.time()}
                 if kind == IMAGE:
                     info["bytes"] = len(parts[1])
-                    yield {"kind": "frame", "message": parts[1], "additional_info": info}  # type: ignore[typeddict-unknown-key]
+                    event = {"kind": "frame", "message": parts[1], "additional_info": info}
+                    yield event  # type: ignore[misc]
                     socket.send(CREDIT)  # after the frame's work: this worker's share follows its pace
                 elif kind in (START, ANNOUNCE):
                     series = self._take_start(parts[1])
@@ -301,15 +312,7 @@ class DectrisStream2ZmqDataEventHandler:
         event.pop("message", None)  # type: ignore[misc]
 
     def extract_data(self, *, event: Event) -> dict[str, Any]:
-        data = {}
-        for name, source in self._sources.items():
-            try:
-                data[name] = source.get_data(event=event)
-            except DataExtractionError:
-                raise
-            except Exception as error:  # a source bug or odd input: still one event's failure
-                raise DataExtractionError(f"{name}: {one_line(error)}") from error
-        return data
+        return extract_all(self._sources, event)
 
     def initialize_event_data_retrieval(self) -> None:
         """A stream cannot replay one chosen event."""

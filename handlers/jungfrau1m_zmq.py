@@ -27,10 +27,11 @@ from monitor.assembler import AssemblerParameters, AssemblerProcess, AssemblerSt
 from monitor.child_watch import ChildWatch
 from monitor.bind_check import Listener, tcp_listener
 from monitor.endpoints import check_endpoint, endpoint_with_port_offset
-from monitor.errors import DataExtractionError, WireFormatError, one_line
+from monitor.errors import WireFormatError
 from monitor.simulate import SimulatorParameters
 from monitor.wire import SyncEnd, SyncFrame, SyncStart, parse_sync_message
 from sources.jungfrau1m import DATA_SOURCES
+from sources.protocol import extract_all
 
 __all__ = ["Jungfrau1MZmqDataEventHandler", "DataRetrievalLayerParameters"]
 
@@ -361,15 +362,7 @@ class Jungfrau1MZmqDataEventHandler:
         event.pop("frame", None)  # type: ignore[misc]
 
     def extract_data(self, *, event: Event) -> dict[str, Any]:
-        data = {}
-        for name, source in self._sources.items():
-            try:
-                data[name] = source.get_data(event=event)
-            except DataExtractionError:
-                raise
-            except Exception as error:  # a source bug or odd input: still one event's failure
-                raise DataExtractionError(f"{name}: {one_line(error)}") from error
-        return data
+        return extract_all(self._sources, event)
 
     def initialize_event_data_retrieval(self) -> None:
         """A ZMQ stream cannot replay one chosen event."""

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from monitor.child_watch import ChildWatch
 from monitor.stream2.simulator import Stream2SimulatorParameters
 
 __all__ = ["SimulatedStream2"]
@@ -36,7 +37,7 @@ class SimulatedStream2:
             parameters = parameters.model_copy(update={"truth_file": Path(self._scratch.name) / "truth.jsonl"})
         self._parameters = parameters
         self._process: subprocess.Popen[bytes] | None = None
-        self._stopping = False
+        self._watch = ChildWatch()
         self.sent: int | None = None
         """Images sent, by the truth (after :meth:`finish`)."""
 
@@ -44,18 +45,22 @@ class SimulatedStream2:
         command = [sys.executable, "-m", "monitor.stream2.simulator", "--exit-with-parent",
                    *self._parameters.command_line()]
         self._process = subprocess.Popen(command, start_new_session=True)
+        self._watch.watch("simulator", "the simulated EIGER2", self._process, finishes_alone=True)
         log.info("started the simulated EIGER2 %s on %s (pid %d)", self._parameters.detector,
                  self._parameters.url, self._process.pid)
 
     def check(self) -> None:
-        """Raise if the simulator died before the run asked it to stop (it ends with its series, code 0)."""
-        code = None if self._process is None else self._process.poll()
-        if code not in (None, 0) and not self._stopping:
-            raise RuntimeError(f"the simulated EIGER2 exited with code {code}")
+        """Raise :class:`~monitor.child_watch.ChildDied` if the simulator died before the run asked it
+        to stop (it exits with code 0 after its series)."""
+        self._watch.check()
+
+    @property
+    def died(self) -> list[str]:
+        return self._watch.died
 
     def stop(self) -> None:
         """End the series now: the simulator sends its end message behind the images already sent."""
-        self._stopping = True
+        self._watch.stopping()
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
 

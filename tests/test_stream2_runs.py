@@ -1,0 +1,145 @@
+"""Whole runs on a Stream V2 source under real ``mpirun``: the shipped EIGER2 example, Jungfraujoch's
+variant, and a sender of bad messages.
+
+Every run must end by itself after its series, with every image processed
+(or counted failed), the accounting balanced, and, on the simulated EIGER2,
+the hit rate within one point of the simulator's truth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import numpy as np
+import pytest
+import zmq
+from ruamel.yaml import YAML
+
+from helpers import MPIRUN, ROOT, assert_balanced, free_tcp_url
+from monitor.stream2.cbor import encode_array
+
+pytestmark = pytest.mark.slow
+
+EXAMPLE = ROOT / "examples" / "eiger2-stream2.yaml"
+
+
+def example_config(folder: Path, simulator: dict[str, Any] | None = None, **layer: Any) -> Path:
+    """The shipped example on free ports, writing into ``folder``, with ``simulator`` and ``layer`` changes."""
+    yaml = YAML()
+    document = yaml.load(EXAMPLE.read_text())
+    retrieval = document["data_retrieval_layer"]
+    geometry = str(folder / "detector-from-start.geom")
+    retrieval.update(relay_bind=free_tcp_url(), geometry_file=geometry, **layer)
+    retrieval["simulator"].update(url=free_tcp_url(), **(simulator or {}))
+    document["processing_layer"]["geometry_file"] = geometry
+    document["outputs"]["output_dir"] = str(folder / "output")
+    document["outputs"]["results_stream"].update(url=free_tcp_url(), request_url=free_tcp_url())
+    path = folder / "stream2.yaml"
+    with path.open("w") as stream:
+        yaml.dump(document, stream)
+    return path
+
+
+def run_monitor(ranks: int, config: Path, summary: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    return subprocess.run([str(MPIRUN), "-n", str(ranks), sys.executable, "-m", "monitor", str(config),
+                           "--summary-json", str(summary)], capture_output=True, text=True, timeout=timeout,
+                          env=env, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize(("ranks", "simulator"), [
+    (2, {"detector": "1M", "dtype": "uint16", "compression": "bslz4", "channels": 1}),
+    (8, {"detector": "1M", "dtype": "uint32", "compression": "lz4", "channels": 2}),
+])
+def test_the_eiger2_example_processes_its_series_at_the_true_hit_rate(tmp_path, ranks, simulator):
+    frames = 200
+    config = example_config(tmp_path, {**simulator, "frames": frames, "rate_hz": 200})
+    summary_file = tmp_path / "summary.json"
+    done = run_monitor(ranks, config, summary_file)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(summary_file.read_text())
+    assert summary["stop_reason"] == "end of acquisition"
+    assert summary["events_processed"] == frames and summary["events_failed"] == 0
+    assert assert_balanced(summary, sent=frames)["dropped"] == {}
+    assert abs(summary["hit_rate"] - summary["true_hit_rate"]) <= 0.01, (summary["hit_rate"], summary["true_hit_rate"])
+    [series] = summary["stream2_series"]
+    assert series["images"] == series["number_of_images"] == frames and series["ended"] == "end message"
+    assert len(series["series_unique_id"]) == 36
+    geometry = Path(summary["output_dir"], "detector.geom").read_text()
+    assert "p0/max_fs = 1027" in geometry and "p0/max_ss = 1061" in geometry and "clen = 0.12" in geometry
+
+
+def test_a_jungfraujoch_stream_counts_its_extra_messages_and_reads_bitshuffle_zstd(tmp_path):
+    frames = 200
+    config = example_config(tmp_path, {"detector": "500K", "dtype": "uint16", "compression": "bszstd",
+                                       "flavour": "jungfraujoch", "frames": frames, "rate_hz": 200})
+    summary_file = tmp_path / "summary.json"
+    done = run_monitor(2, config, summary_file)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(summary_file.read_text())
+    assert summary["events_processed"] == frames and summary["events_failed"] == 0
+    assert_balanced(summary, sent=frames)
+    assert summary["stream2_other_messages"] == {"calibration": 1, "metadata": 2}
+    assert abs(summary["hit_rate"] - summary["true_hit_rate"]) <= 0.01
+
+
+def _start(shape: tuple[int, int]) -> dict[str, Any]:
+    mask = np.zeros(shape, dtype=np.uint32)
+    mask[:, 100:110] = 1  # a gap
+    return {"type": "start", "series_id": 7, "series_unique_id": "series-seven", "image_dtype": "uint16",
+            "image_size_x": shape[1], "image_size_y": shape[0], "channels": ["threshold_1"],
+            "pixel_size_x": 75e-6, "pixel_size_y": 75e-6, "beam_center_x": shape[1] / 2,
+            "beam_center_y": shape[0] / 2, "detector_translation": [0.0, 0.0, 0.1], "incident_energy": 12400.0,
+            "saturation_value": 60000, "number_of_images": 40, "pixel_mask": {"threshold_1": encode_array(mask)}}
+
+
+def _image(image_id: int, shape: tuple[int, int], dtype: type = np.uint16) -> bytes:
+    counts = np.random.default_rng(image_id).poisson(0.01, shape).astype(dtype)
+    return cbor2.dumps({"type": "image", "series_id": 7, "series_unique_id": "series-seven", "image_id": image_id,
+                        "data": {"threshold_1": encode_array(counts, "bslz4")}})
+
+
+def test_bad_messages_are_counted_and_every_good_image_is_processed(tmp_path):
+    """A sender of our own: 40 good images, one message that is not CBOR, one of an unknown type,
+    one image of the wrong dtype, one whose compressed data is cut short."""
+    shape = (256, 256)
+    url = free_tcp_url()
+    context = zmq.Context()
+    push = context.socket(zmq.PUSH)
+    push.bind(url)
+    messages = [cbor2.dumps(_start(shape))]
+    for image_id in range(40):
+        messages.append(_image(image_id, shape))
+        if image_id == 10:
+            messages.append(b"\xa1\x64type\x65image" + b"\x9f" * 20)  # "image", then no valid CBOR
+        elif image_id == 20:
+            messages.append(cbor2.dumps({"type": "mystery", "series_id": 7}))
+        elif image_id == 30:
+            messages.append(_image(1000, shape, np.uint32))
+        elif image_id == 35:
+            messages.append(_image(1001, shape)[:-100])
+    messages.append(cbor2.dumps({"type": "end", "series_id": 7, "series_unique_id": "series-seven"}))
+    sender = threading.Thread(target=lambda: [push.send(m) for m in messages], daemon=True)
+    sender.start()  # each send waits for the monitor's relay to connect: no sleep needed
+    config = example_config(tmp_path, source=url)
+    summary_file = tmp_path / "summary.json"
+    try:
+        done = run_monitor(3, config, summary_file)
+        sender.join(timeout=10)
+    finally:
+        push.close(linger=0)
+        context.term()
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(summary_file.read_text())
+    assert summary["events_processed"] == 40 and summary["events_failed"] == 3
+    assert assert_balanced(summary, sent=43)["dropped"] == {}
+    assert summary["stream2_other_messages"] == {"mystery": 1}
+    assert summary["stream2_series"][0]["series_unique_id"] == "series-seven"
+    assert "pixels are uint32, the start message said uint16" in done.stderr
