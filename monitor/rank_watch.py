@@ -169,8 +169,12 @@ def _mark_killed(path: Path, *, how: str, rank: int, pid: int, at: float) -> Non
         return
     if document.get("state") not in ("running", "stopping"):
         return
+    # What the kill cost: the frames sent but not yet accounted for at the last checkpoint (queued in
+    # the killed job's sockets and buffers, or in the dead rank's hands).
+    in_flight = document.get("accounting", {}).get("in_flight")
     document.update(state="killed", killed={"how": how, "rank": rank, "pid": pid,
-                                             "at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(at))})
+                                             "at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(at)),
+                                             "frames_lost_with_the_job": in_flight})
     write_text_atomically(path, json.dumps(document, indent=2) + "\n")
 
 

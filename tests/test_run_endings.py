@@ -266,6 +266,7 @@ def test_a_killed_worker_is_named_and_leaves_a_checkpointed_summary_and_no_proce
     checkpoint = json.loads(summary_file.read_text())
     assert checkpoint["state"] == "killed" and checkpoint["accounting"]["processed"] > 0
     assert checkpoint["killed"]["rank"] == 2 and checkpoint["killed"]["pid"] == victim
+    assert checkpoint["killed"]["frames_lost_with_the_job"] == checkpoint["accounting"]["in_flight"] >= 0
     (run_dir,) = (tmp_path / "output").iterdir()
     assert json.loads((run_dir / "summary.json").read_text())["killed"]["rank"] == 2
     closed = (run_dir / "files.lst").read_text().split()
