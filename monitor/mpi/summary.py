@@ -64,8 +64,10 @@ def frame_accounting(*, source: dict[str, Any], processed: int, failed: int, fra
         "dropped": dict(sorted(dropped.items())),
         "unaccounted": sent - accounted if sent is not None and complete else None,
     }
-    if not complete:
-        table["in_flight"] = None if sent is None else sent - accounted
+    if not complete:  # from the source's count where it has one, else from what was handed to the workers
+        # (by the assembler's latest report, which lags its workers' results by up to a second)
+        table["in_flight"] = (sent - accounted if sent is not None
+                              else None if delivered is None else max(0, delivered - handled))
     if estimates:
         table["estimates"] = estimates
     return table
