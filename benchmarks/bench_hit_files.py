@@ -1,17 +1,23 @@
-"""What hit files cost: ``python benchmarks/bench_hit_files.py`` (also part of ``make bench``).
+"""What hit files cost and keep: ``python benchmarks/bench_hit_files.py`` (also part of ``make bench``).
 
 Prints, on this machine:
-1. the collector's CPU per hit for its outputs, in one process: hits as they
+1. a worker's CPU per hit written (target <= 2 ms) and the bytes per hit on
+   disk (target <= 0.8 MB), for JUNGFRAU 1M hits of the crystal simulator
+   (calibrated, with their mask and peaks): the default (whole photons,
+   int16, blosc-shuffle-lz4), other filters, and lossless float32;
+2. the photons each spot loses in the files, against the simulator's truth:
+   every isolated, whole spot of 5 photons or more, its stored photons summed
+   over the box its charge can reach, on frames without background (so every
+   photon in the box is the spot's), whole photons against lossless float32;
+3. the collector's CPU per hit for its outputs, in one process: hits as they
    reach the collector (marked and without frame when workers wrote them, with
    frame and mask otherwise) through the hit-file output, against the same
    with hit files off (CPU of every thread, the writer's included);
-2. the same from whole runs (mpirun, the crystallography pipeline): the
+4. the same from whole runs (mpirun, the crystallography pipeline): the
    collector rank's CPU seconds and wall time.  Its idle polling costs CPU in
    proportion to the wall time, so on a loaded machine the figure per hit
    mixes in how long the run took;
-3. how many hits per second one writer puts in files (1024 x 1024 float32
-   frames with mask and peaks, bitshuffle-lz4), in one process;
-4. hits per second the whole monitor writes when every frame is a hit.
+5. hits per second the whole monitor writes when every frame is a hit.
 """
 
 from __future__ import annotations
@@ -27,16 +33,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+import numpy as np  # noqa: E402
+
 from helpers import MPIRUN, write_config  # noqa: E402
 from monitor.outputs.experiment import experiment_from_document  # noqa: E402
 from monitor.outputs.group import OutputGroup, build_outputs  # noqa: E402
 from monitor.outputs.parameters import HitFileParameters, OutputParameters  # noqa: E402
+from monitor.outputs.stored_pixels import StoredPixels  # noqa: E402
 from monitor.outputs.synthetic import synthetic_event  # noqa: E402
 from monitor.outputs.worker_hits import WorkerHitWriter  # noqa: E402
 from monitor.processing.protocol import ProcessedEvent  # noqa: E402
+from monitor.simulation import FrameTruth, SimulatedJungfrau1M  # noqa: E402
+from sources.calibration import CalibrationParameters, JungfrauCalibration  # noqa: E402
 
 RANKS = 3
 FRAMES = 1500
+TARGET_CPU_MS = 2.0
+TARGET_MB = 0.8
+SPOT_REACH_PX = 10
+"""Half side of the box a spot's photons are summed over: the simulator draws a spot within 10 pixels."""
+NO_BACKGROUND = 1e-7
+"""Photons a pixel of background for the spot count: none, in effect (the simulator needs a positive level)."""
 
 
 def monitor_run(hit_files: dict, simulator: dict) -> dict:
@@ -85,20 +102,91 @@ def collector_output_cpu_ms(writer: str | None, count: int = 60) -> float:
         return (time.process_time() - started) / count * 1e3
 
 
-def writer_rate(count: int = 100) -> float:
-    hits = framed_hits(8)
+def simulated_hits(count: int, **simulator: float) -> list[tuple[ProcessedEvent, FrameTruth]]:
+    """``count`` calibrated hits of the crystal simulator, as the pipeline hands them on, with their truth."""
+    detector = SimulatedJungfrau1M(seed=11, hit_fraction=1.0, **simulator)
     with tempfile.TemporaryDirectory() as folder:
-        writer = WorkerHitWriter(Path(folder), rank=1, parameters=HitFileParameters(),
-                                 experiment=experiment_from_document(None))
-        started = time.perf_counter()
+        calibration = JungfrauCalibration(CalibrationParameters(**detector.write_calibration(Path(folder))))
+    hits = []
+    for n in range(count):
+        raw, truth = detector.frame(n)
+        photons, valid = calibration.calibrate(raw)
+        peaks = np.array([[peak.x, peak.y, peak.photons, peak.snr] for peak in truth.peaks], np.float32).reshape(-1, 4)
+        arrays = {"frame": photons.copy(), "valid": valid.copy(), "peak_x": peaks[:, 0], "peak_y": peaks[:, 1],
+                  "peak_intensity": peaks[:, 2], "peak_snr": peaks[:, 3]}
+        hits.append((ProcessedEvent(values={"is_hit": True, "event_id": n, "timestamp": time.time()}, arrays=arrays),
+                     truth))
+    return hits
+
+
+def worker_cost(hits: list[ProcessedEvent], parameters: HitFileParameters, count: int = 200) -> tuple[float, float]:
+    """A worker's CPU (ms) per hit written, and MB per hit on disk, writing ``count`` hits (``hits`` cycled)."""
+    with tempfile.TemporaryDirectory() as folder:
+        writer = WorkerHitWriter(Path(folder), rank=1, parameters=parameters, experiment=experiment_from_document(None))
+        writer.take(hits[0])  # opens the file, compiles the kernel
+        started = time.process_time()
         for n in range(count):
-            writer.take(hits[n % len(hits)])
+            writer.take(hits[n % len(hits)], now=0.0)
+        cpu_ms = (time.process_time() - started) / count * 1e3
         writer.close()
-        return count / (time.perf_counter() - started)
+        size = sum(path.stat().st_size for path in Path(folder).glob("*.cxi"))
+        return cpu_ms, size / (count + 1) / 1e6
+
+
+def spot_photons(hits: list[tuple[ProcessedEvent, FrameTruth]], dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """Truth and stored photons of every isolated, whole spot of 5 photons or more whose box is all valid."""
+    reach = SPOT_REACH_PX
+    truth, stored = [], []
+    for hit, frame_truth in hits:
+        pixels = StoredPixels(hit.arrays["frame"].shape, np.dtype(dtype))
+        pixels.store(hit.arrays["frame"], hit.arrays["valid"])
+        centres = np.array([[peak.y, peak.x] for peak in frame_truth.peaks]).reshape(-1, 2)
+        for peak in frame_truth.peaks:
+            crowded = (np.abs(centres - [peak.y, peak.x]) <= 2 * reach + 1).all(axis=1).sum() > 1
+            if peak.photons < 5 or not peak.whole or crowded:
+                continue
+            row, col = round(peak.y), round(peak.x)
+            box = (slice(max(row - reach, 0), row + reach + 1), slice(max(col - reach, 0), col + reach + 1))
+            if hit.arrays["valid"][box].all():
+                truth.append(peak.photons)
+                stored.append(float(pixels.pixels[box].sum(dtype=np.float64)))
+    return np.array(truth), np.array(stored)
+
+
+def print_photons_lost(frames: int = 30) -> None:
+    hits = simulated_hits(frames, background_photons=NO_BACKGROUND, ring_photons=0.0)
+    print(f"photons lost per spot against the simulator's truth ({frames} hits without background, medium crystal, "
+          f"spots summed over {2 * SPOT_REACH_PX + 1}x{2 * SPOT_REACH_PX + 1} px; target <= 2 %):")
+    for dtype in ("int16", "float32"):
+        truth, stored = spot_photons(hits, dtype)
+        bins = ", ".join(
+            f"{low}-{high if high < 1e9 else ''} photons: {np.mean(truth[k] - stored[k]):+.3f} "
+            f"({np.sum(truth[k] - stored[k]) / np.sum(truth[k]) * 100:+.2f} %, {k.sum()} spots)"
+            for low, high in ((5, 10), (10, 20), (20, 1e12)) for k in [(truth >= low) & (truth < high)])
+        print(f"  {dtype:7s} {bins}")
+
+
+def print_worker_costs() -> None:
+    hits = [hit for hit, _ in simulated_hits(8)]
+    print(f"worker CPU per hit written and size on disk (JUNGFRAU 1M hits of the simulator, load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; targets <= {TARGET_CPU_MS} ms, <= {TARGET_MB} MB):")
+    choices = [("int16", "blosc-shuffle-lz4", "the default"), ("int16", "bitshuffle-lz4", ""),
+               ("int16", "blosc-lz4", ""), ("int16", "zstd", ""), ("float32", "blosc-shuffle-lz4", "lossless")]
+    for dtype, compression, note in choices:
+        cpu_ms, mb = worker_cost(hits, HitFileParameters(frame_dtype=dtype, compression=compression))
+        verdict = "ok" if cpu_ms <= TARGET_CPU_MS and mb <= TARGET_MB else "OVER TARGET"
+        print(f"  {dtype:7s} {compression:17s} {cpu_ms:5.2f} ms/hit {mb:6.3f} MB/hit  {verdict:11s} {note}")
+    pixels = StoredPixels(hits[0].arrays["frame"].shape, np.int16)
+    started = time.process_time()
+    for n in range(200):
+        pixels.store(hits[n % len(hits)].arrays["frame"], hits[n % len(hits)].arrays["valid"])
+    print(f"  of which whole photons and mask, one compiled pass: {(time.process_time() - started) / 200 * 1e3:.2f} ms")
 
 
 def main() -> None:
-    print("collector CPU per hit for its outputs, in-process (1024x1024 float32 hits with mask):")
+    print_worker_costs()
+    print_photons_lost()
+    print("collector CPU per hit for its outputs, in-process (1024x1024 hits with mask):")
     base = collector_output_cpu_ms(None)
     for writer in ("workers", "collector"):
         print(f"  {writer:9s} write: {collector_output_cpu_ms(writer) - base:6.2f} ms/hit over hit files off "
@@ -116,7 +204,6 @@ def main() -> None:
         extra = f"{(rank['cpu_s'] - base) / hits * 1e3:+6.2f} ms/hit" if name != "no hit files" else ""
         print(f"  {name:18s} {rank['cpu_s']:6.2f} CPU-s in {rank['wall_s']:5.1f} s, {hits} hits, written "
               f"{summary['outputs'].get('hits_written', 0):4d} {extra}")
-    print(f"one writer, 1024x1024 float32 hits with mask, bitshuffle-lz4: {writer_rate():6.0f} hits/s")
     every_frame = monitor_run({"writer": "workers"}, {"frames": 1000, "rate_hz": 2000, "hit_fraction": 1.0})
     rate = every_frame["outputs"]["hits_written"] / every_frame["wall_time_s"]
     print(f"monitor, every frame a hit ({RANKS - 1} workers): {every_frame['outputs']['hits_written']} hits written "

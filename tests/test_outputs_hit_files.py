@@ -1,4 +1,5 @@
-"""Hit files: exact frames, mask, peaks and beam read back in CXI layout, rolling, listing, surviving a kill."""
+"""Hit files: frames as whole photons, the mask once a file, peaks and beam read back in CXI layout, rolling,
+listing, surviving a kill."""
 
 from __future__ import annotations
 
@@ -14,15 +15,16 @@ import hdf5plugin  # noqa: F401  (registers the filters h5py needs to read back)
 import numpy as np
 import pytest
 
-from monitor.outputs.cxi import MASK_INVALID
+from monitor.outputs.cxi import INVALID_PIXEL, MASK_INVALID
 from monitor.outputs.experiment import Experiment, experiment_from_document
 from monitor.outputs.hit_files import HitFiles
 from monitor.outputs.parameters import HitFileParameters
 from monitor.outputs.rolling import RollingHitFiles
+from monitor.outputs.stored_pixels import StoredPixels
 from monitor.outputs.synthetic import synthetic_event
 from sources.geometry import default_geometry_path
 
-BITSHUFFLE_FILTER_ID = 32008
+BLOSC_FILTER_ID = 32001
 SMALL = (128, 192)
 EXPERIMENT = Experiment(photon_energy_ev=9500.0, detector_distance_m=0.085, geometry_path=default_geometry_path())
 
@@ -32,7 +34,7 @@ def read_hits(paths: list[Path]) -> dict[str, np.ndarray]:
     columns: dict[str, list[np.ndarray]] = {}
     for path in paths:
         with h5py.File(path, "r") as cxi:
-            for name in ("entry_1/data_1/data", "entry_1/data_1/mask", "entry_1/result_1/nPeaks",
+            for name in ("entry_1/data_1/data", "entry_1/result_1/nPeaks",
                          "entry_1/result_1/peakXPosRaw", "entry_1/result_1/peakYPosRaw",
                          "entry_1/result_1/peakTotalIntensity", "entry_1/event_id", "entry_1/timestamp",
                          "entry_1/instrument_1/source_1/photon_energy_eV",
@@ -45,8 +47,16 @@ def hit_with_mask(event_id: int, shape: tuple[int, int] = SMALL, **kwargs) -> tu
     hit = synthetic_event(event_id, is_hit=True, shape=shape, **kwargs)
     valid = np.ones(shape, dtype=bool)
     valid[event_id % shape[0], :7] = False  # a lost packet's row, somewhere else in every frame
+    valid[3, 5] = valid[-1, -2] = False  # bad pixels, in every frame
     hit.arrays["valid"] = valid
     return hit
+
+
+def whole_photons(hit) -> np.ndarray:
+    """The frame as the default hit file stores it (whole photons: tests/test_stored_pixels.py checks the values)."""
+    pixels = StoredPixels(hit.arrays["frame"].shape, np.int16)
+    pixels.store(hit.arrays["frame"], hit.arrays.get("valid"))
+    return pixels.pixels
 
 
 def test_written_hits_read_back_exactly_with_mask_beam_and_units(tmp_path: Path) -> None:
@@ -63,10 +73,12 @@ def test_written_hits_read_back_exactly_with_mask_beam_and_units(tmp_path: Path)
     assert writer.counters() == {"hits_written": len(hits), "hits_dropped": 0, "hits_failed": 0,
                                  "hits_without_frame": 0, "hit_files": 1}
     read = read_hits(writer.paths)
-    assert read["data"].dtype == np.float32  # calibrated photons as they are, by default
-    np.testing.assert_array_equal(read["data"], np.stack([hit.arrays["frame"] for hit in hits]))
-    np.testing.assert_array_equal(read["mask"], np.stack([np.where(hit.arrays["valid"], 0, MASK_INVALID)
-                                                          for hit in hits]))
+    assert read["data"].dtype == np.int16  # whole photons, by default
+    np.testing.assert_array_equal(read["data"], np.stack([whole_photons(hit) for hit in hits]))
+    with h5py.File(writer.paths[0], "r") as cxi:
+        mask = cxi["entry_1/data_1/mask"][()]  # once a file: the pixels invalid in every hit
+    assert mask.shape == SMALL and np.flatnonzero(mask).tolist() == [3 * SMALL[1] + 5, mask.size - 2]
+    assert mask.max() == MASK_INVALID
     np.testing.assert_array_equal(read["event_id"], [hit.values["event_id"] for hit in hits])
     np.testing.assert_array_equal(read["timestamp"], [hit.values["timestamp"] for hit in hits])
     np.testing.assert_array_equal(read["photon_energy_eV"], np.full(len(hits), 9500.0))
@@ -81,8 +93,8 @@ def test_written_hits_read_back_exactly_with_mask_beam_and_units(tmp_path: Path)
     with h5py.File(writer.paths[0], "r") as cxi:
         frames = cxi["entry_1/data_1/data"]
         assert frames.chunks == (1, *SMALL)
-        assert frames.id.get_create_plist().get_filter(0)[0] == BITSHUFFLE_FILTER_ID
-        assert frames.attrs["units"] == "photon"
+        assert frames.id.get_create_plist().get_filter(0)[0] == BLOSC_FILTER_ID
+        assert frames.attrs["units"] == "photon" and frames.attrs["invalid_pixel"] == INVALID_PIXEL
         assert cxi["entry_1/data_1/mask"].attrs["bad_bits"] == MASK_INVALID
         assert cxi["entry_1/instrument_1/source_1/energy"][0] == pytest.approx(9500.0 * 1.602176634e-19)
         assert cxi["entry_1/instrument_1/detector_1/distance"].attrs["units"] == "m"
@@ -111,7 +123,7 @@ def test_files_close_after_max_hits_and_are_listed_as_they_close(tmp_path: Path)
     assert (tmp_path / "files.lst").read_text().splitlines() == [str(path.resolve()) for path in writer.paths]
     read = read_hits(writer.paths)
     np.testing.assert_array_equal(read["event_id"], range(10))
-    np.testing.assert_array_equal(read["data"], np.stack([hit.arrays["frame"] for hit in hits]))
+    np.testing.assert_array_equal(read["data"], np.stack([whole_photons(hit) for hit in hits]))
 
 
 def test_a_file_closes_when_it_gets_old_even_without_new_hits(tmp_path: Path) -> None:
@@ -129,11 +141,11 @@ def test_a_file_closes_when_it_gets_old_even_without_new_hits(tmp_path: Path) ->
 
 def test_files_close_at_max_size(tmp_path: Path) -> None:
     files = RollingHitFiles(tmp_path, "run-hits", parameters=HitFileParameters(
-        max_file_size_mb=3.0, compression="none"), experiment=EXPERIMENT)
+        max_file_size_mb=3.0, compression="none", frame_dtype="float32"), experiment=EXPERIMENT)
     for i in range(10):
-        files.write(synthetic_event(i, is_hit=True, shape=(512, 600), n_peaks=3))  # 1.2 MB frame + 0.6 MB mask
+        files.write(synthetic_event(i, is_hit=True, shape=(512, 600), n_peaks=3))  # 1.2 MB frames, 0.6 MB mask
     files.close()
-    assert len(files.closed) == 5  # 2 hits (3.7 MB) a file
+    assert len(files.closed) == 5  # 2 hits (3.3 MB with peaks) a file
     assert read_hits(files.closed)["event_id"].tolist() == list(range(10))
 
 
@@ -147,17 +159,34 @@ def test_hits_past_a_full_queue_are_dropped_and_counted_not_waited_for(tmp_path:
     assert writer.counters()["hits_without_frame"] == 1
 
 
-def test_frames_can_be_kept_as_whole_photons(tmp_path: Path) -> None:
-    writer = HitFiles(parameters=HitFileParameters(max_peaks=4, frame_dtype="int32"), experiment=EXPERIMENT)
+def test_frames_can_be_kept_as_calibrated_float32_lossless(tmp_path: Path) -> None:
+    writer = HitFiles(parameters=HitFileParameters(max_peaks=4, frame_dtype="float32"), experiment=EXPERIMENT)
     writer.open(run_dir=tmp_path)
-    hit = synthetic_event(0, is_hit=True, shape=SMALL)
-    hit.arrays["frame"][:] = np.linspace(-0.6, 3.6, hit.arrays["frame"].size).reshape(SMALL)
+    hit = hit_with_mask(0)
     writer.on_result(hit)
     writer.close(summary={})
     with h5py.File(writer.paths[0], "r") as cxi:
         stored = cxi["entry_1/data_1/data"][0]
-    assert stored.dtype == np.int32
-    np.testing.assert_array_equal(stored, np.rint(hit.arrays["frame"]))
+    assert stored.dtype == np.float32
+    valid = hit.arrays["valid"]
+    np.testing.assert_array_equal(stored[valid], hit.arrays["frame"][valid])
+    assert (stored[~valid] == INVALID_PIXEL).all()
+
+
+def test_a_lost_packet_is_flagged_in_its_hit_and_the_mask_is_rewritten_when_a_bad_pixel_reads(
+        tmp_path: Path) -> None:
+    files = RollingHitFiles(tmp_path, "run-hits", parameters=HitFileParameters(compression="none"),
+                            experiment=EXPERIMENT)
+    first, second = hit_with_mask(0), hit_with_mask(1)
+    first.arrays["valid"][10:12] = False  # lost in the first hit only
+    files.write(first)
+    path = files.write(second)
+    files.close()
+    with h5py.File(path, "r") as cxi:
+        frames, mask = cxi["entry_1/data_1/data"][()], cxi["entry_1/data_1/mask"][()]
+    assert np.flatnonzero(mask).tolist() == [3 * SMALL[1] + 5, mask.size - 2]  # rows 10-11 read in the second
+    assert (frames[0, 10:12] == INVALID_PIXEL).all() and (frames[1, 10:12] != INVALID_PIXEL).all()
+    np.testing.assert_array_equal(frames, np.stack([whole_photons(first), whole_photons(second)]))
 
 
 def test_the_run_geometry_has_the_runs_beam_and_the_files_layout(tmp_path: Path) -> None:
@@ -170,7 +199,8 @@ def test_the_run_geometry_has_the_runs_beam_and_the_files_layout(tmp_path: Path)
     writer.close(summary={})
     text = (tmp_path / "detector.geom").read_text()
     for line in ("photon_energy = 8050  ; eV", "clen = 0.12  ; m", "data = /entry_1/data_1/data", "dim0 = %",
-                 "mask = /entry_1/data_1/mask", "mask_bad = 0x1", "peak_list = /entry_1/result_1",
+                 "mask = /entry_1/data_1/mask", "mask_bad = 0x1", f"flag_lessthan = {INVALID_PIXEL + 1}",
+                 "peak_list = /entry_1/result_1",
                  "peak_list_type = cxi"):
         assert text.count(f"\n{line}\n") == 1, line
     assert "/data/data" not in text

@@ -11,6 +11,7 @@ import numpy as np
 from monitor.outputs.experiment import Experiment
 from monitor.outputs.hit_files import HitFiles
 from monitor.outputs.parameters import HitFileParameters, OutputParameters
+from monitor.outputs.stored_pixels import StoredPixels
 from monitor.outputs.synthetic import synthetic_event
 from monitor.outputs.worker_hits import HitWritingPipeline, WorkerHitWriter, writing_hits
 from monitor.processing.protocol import ProcessedEvent
@@ -42,7 +43,9 @@ def test_a_written_hit_goes_on_without_frame_and_mask_but_with_its_file(tmp_path
     assert "frame" in second.arrays  # the pipeline's result itself is left as it was
     with h5py.File(tmp_path / name, "r") as cxi:
         np.testing.assert_array_equal(cxi["entry_1/event_id"][()], [0, 1])
-        np.testing.assert_array_equal(cxi["entry_1/data_1/data"][1], second.arrays["frame"])
+        stored = StoredPixels(SHAPE, np.int16)
+        stored.store(second.arrays["frame"], second.arrays["valid"])
+        np.testing.assert_array_equal(cxi["entry_1/data_1/data"][1], stored.pixels)  # whole photons
 
 
 def test_files_closed_by_age_are_announced_with_the_next_result(tmp_path: Path) -> None:

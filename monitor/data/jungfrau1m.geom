@@ -19,7 +19,8 @@ dim1 = ss
 dim2 = fs
 mask = /entry_1/data_1/mask
 mask_good = 0x0
-mask_bad = 0x1          ; bit 0: no valid reading in this frame (bad pixel, lost packet)
+mask_bad = 0x1          ; bit 0: no valid reading in any frame of the file (bad pixel)
+flag_lessthan = -32767  ; a frame's pixel without a valid reading in it (lost packet) reads -32768
 peak_list = /entry_1/result_1
 peak_list_type = cxi
 

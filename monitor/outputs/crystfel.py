@@ -22,6 +22,7 @@ from pathlib import Path
 
 from monitor.atomic_files import write_text_atomically
 from monitor.outputs.cxi import MASK_INVALID
+from monitor.outputs.stored_pixels import FLAG_LESSTHAN
 from monitor.outputs.experiment import Experiment
 from monitor.outputs.hdf5_filters import hdf5plugin
 from sources.geometry import with_global_lines
@@ -54,8 +55,10 @@ def _experiment_lines(experiment: Experiment) -> dict[str, str]:
 def hit_file_geometry(experiment: Experiment) -> str:
     """The run's geometry for its CXI hit files.
 
-    The files' per-frame mask already holds the calibration's bad pixels, so a
-    ``mask_file`` of the source geometry is dropped, not read on top.
+    The files' mask already holds the calibration's bad pixels, so a
+    ``mask_file`` of the source geometry is dropped, not read on top; a pixel
+    invalid in one frame only reads :data:`~monitor.outputs.stored_pixels.INVALID_PIXEL`,
+    which ``flag_lessthan`` marks.
     """
     lines = {
         **_experiment_lines(experiment),
@@ -66,6 +69,7 @@ def hit_file_geometry(experiment: Experiment) -> str:
         "mask": "/entry_1/data_1/mask",
         "mask_good": "0x0",
         "mask_bad": f"0x{MASK_INVALID:x}",
+        "flag_lessthan": f"{FLAG_LESSTHAN}",
         "peak_list": "/entry_1/result_1",
         "peak_list_type": "cxi",
     }
@@ -73,7 +77,8 @@ def hit_file_geometry(experiment: Experiment) -> str:
                              comment="written by the monitor for this run's CXI hit files")
 
 
-_FILE_ONLY_KEYS = ("dim0", "dim1", "dim2", "mask", "mask_good", "mask_bad", "mask_file", "peak_list_type")
+_FILE_ONLY_KEYS = ("dim0", "dim1", "dim2", "mask", "mask_good", "mask_bad", "mask_file", "flag_lessthan",
+                   "peak_list_type")
 """Lines a MsgPack geometry must not have: CrystFEL takes one 2-D array, bad pixels as NaN."""
 
 
