@@ -20,7 +20,7 @@ from monitor.errors import shorten
 
 __all__ = ["LIVE_KEYS", "ParameterSet", "apply_changes"]
 
-LIVE_KEYS = ("peakfinder8", "min_num_peaks_for_hit", "max_num_peaks_for_hit")
+LIVE_KEYS = ("spot_finder", "spotfinder", "peakfinder8", "min_num_peaks_for_hit", "max_num_peaks_for_hit")
 """Top-level pipeline keys a run may change: peak finding and what counts as a hit."""
 
 
@@ -32,7 +32,7 @@ def apply_changes(current: BaseModel, changes: dict[str, Any], pipeline_class: t
         path = key.split(".")
         if path[0] not in LIVE_KEYS:
             raise ValueError(f"{shorten(key)}: not a parameter that can change during a run "
-                             f"(those are {', '.join(LIVE_KEYS)} and the keys under peakfinder8)")
+                             f"(those are {', '.join(LIVE_KEYS)} and the keys under spotfinder and peakfinder8)")
         target = document
         for part in path[:-1]:
             if not isinstance(target.get(part), dict):

@@ -57,7 +57,7 @@ def test_a_malformed_zmq_url_is_refused_before_any_socket_sees_it(tmp_path):
 @pytest.mark.parametrize(
     ("replace", "by", "expected"),
     [
-        ("min_num_peaks_for_hit: 10", "min_num_peaks_for_hit: lots", "processing_layer.min_num_peaks_for_hit: Input should be a valid integer"),
+        ("min_num_peaks_for_hit: 4 ", "min_num_peaks_for_hit: lots ", "processing_layer.min_num_peaks_for_hit: Input should be a valid integer"),
         ("collector_rank: first", "collector_rank: middle", "data_retrieval_layer.collector_rank: Input should be 'first' or 'last'"),
         ("    frames: 3000", "    frams: 3000", "data_retrieval_layer.simulator.frams: unknown key (did you mean 'frames'?)"),
         ("max_events: null", "max_event: 3", "monitor.max_event: unknown key (did you mean 'max_events'?)"),

@@ -40,7 +40,7 @@ def test_a_change_is_validated_like_the_yaml():
     updated = apply_changes(current, {"peakfinder8.min_pixel_count": 3, "min_num_peaks_for_hit": 8},
                             CrystallographyPipeline)
     assert updated.peakfinder8.min_pixel_count == 3 and updated.min_num_peaks_for_hit == 8
-    assert current.min_num_peaks_for_hit == 10  # the old set is untouched
+    assert current.min_num_peaks_for_hit == 4  # the old set is untouched
     for changes, reason in [({"peakfinder8.nonsense": 1}, "peakfinder8.nonsense: Extra inputs are not permitted"),
                             ({"min_num_peaks_for_hit": "many"}, "min_num_peaks_for_hit: Input should be a valid"),
                             ({"max_num_peaks_for_hit": 2}, "must not exceed"),
@@ -64,7 +64,7 @@ def test_a_threshold_set_during_a_run_changes_the_hit_rate_without_a_restart(con
         before = scrape(metrics_port)
         got = control(url, "get")
         assert got.returncode == 0, got.stderr
-        assert json.loads(got.stdout)["parameters"]["min_num_peaks_for_hit"] == 10
+        assert json.loads(got.stdout)["parameters"]["min_num_peaks_for_hit"] == 4
         refused = control(url, "set", "min_num_peaks_for_hit=many")
         assert refused.returncode == 1 and len(refused.stderr.splitlines()) == 1
         assert "min_num_peaks_for_hit" in refused.stderr

@@ -130,7 +130,7 @@ def test_more_peaks_than_kept_are_counted() -> None:
 def test_a_seed_list_overflow_falls_back_to_a_full_scan() -> None:
     frame = _frame(np.random.default_rng(11), [(60.0, 60.0, 400.0)])
     finder = _finder()
-    finder._seeds = finder._seeds[:3]  # fewer slots than pixels above the ADC threshold (0 here)
+    finder._radial.seeds = finder._radial.seeds[:3]  # fewer slots than pixels above the ADC threshold (0 here)
     peaks = finder.find(frame, np.ones(SHAPE, bool))
     assert peaks.n_found == 1 and abs(peaks.y[0] - 60.0) < 0.3
 

@@ -5,7 +5,7 @@ Frames come straight from :class:`monitor.simulation.SimulatedJungfrau1M`
 (lysozyme in a random orientation per hit, 25 % hits, 0.2 % of packets lost,
 dead, noisy and never-switching pixels), calibrated from the files it writes
 (gain, pedestal, noise, bad pixels, as the dark tool and PSI ship them).
-Every peakfinder8 and hit-finding parameter is at its default.  The figures
+Every spot-finding and hit-finding parameter is at its default.  The figures
 are those of :class:`monitor.processing.science.TruthComparison`: recall over
 the whole true spots of 5 photons and more, precision over every found peak.
 """
@@ -14,34 +14,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from monitor.processing.crystallography import CrystallographyParameters, CrystallographyPipeline
-from monitor.processing.science import TruthComparison
 from monitor.simulation import SimulatedJungfrau1M
+from science_runs import run_against_truth
 
 N_FRAMES = 1000
-RANKS = {"node_rank": 1, "node_pool_size": 2}
 
 
 @pytest.mark.parametrize("setting", ["weak", "medium", "strong"])
 def test_defaults_find_the_truth(setting: str, tmp_path: Path) -> None:
     detector = SimulatedJungfrau1M(seed=2026, crystal=setting, hit_fraction=0.25, lost_packet_rate=0.002)
-    parameters = CrystallographyParameters(calibration=detector.write_calibration(tmp_path), send_hit_frames=False)
-    worker = CrystallographyPipeline(parameters=parameters)
-    worker.initialize_processing_node(**RANKS)
-    comparison = TruthComparison()
-    buffer = np.empty((1024, 1024), dtype=np.uint16)
-    for number in range(N_FRAMES):
-        raw, truth = detector.frame(number, out=buffer)
-        result = worker.process_data(**RANKS, data={"detector_data": raw, "timestamp": 0.0, "event_id": number})
-        values = result.values
-        counts = TruthComparison.frame_counts(result.arrays["peak_y"], result.arrays["peak_x"], values["is_hit"], truth)
-        true_d_min = TruthComparison.true_d_min(truth) if truth.is_hit else np.nan
-        comparison.add_counts(counts, d_min=values["d_min"] or np.nan, true_d_min=true_d_min)
-
-    groups = comparison.figures()
+    groups = run_against_truth(detector, N_FRAMES, tmp_path).comparison.figures()
     figures, by_photons = groups["truth"], groups["truth_recall_by_photons"]
     print(
         f"\n{setting}: {N_FRAMES} frames, recall (>= 5 photons) {figures['recall_5_photons_and_more']:.4f}, "

@@ -2,9 +2,11 @@
 
 Worker side (one call per frame): the raw JUNGFRAU frame is calibrated to
 photons with its validity mask (:mod:`sources.calibration`, or ADC values when
-calibration is off), Bragg peaks are found with peakfinder8
-(:mod:`monitor.processing.peakfinder8`) and the frame is a *hit* when
-``min_num_peaks_for_hit <= n_peaks <= max_num_peaks_for_hit``.
+calibration is off), Bragg peaks are found by the spot finder chosen with
+``spot_finder``: ``spotfinder`` (:mod:`monitor.processing.spotfinder`, the
+significance of a spot's photons over its footprint; the default) or
+``peakfinder8`` (:mod:`monitor.processing.peakfinder8`, its classic keys), and
+the frame is a *hit* when ``min_num_peaks_for_hit <= n_peaks <= max_num_peaks_for_hit``.
 
 What a worker sends (:class:`ProcessedEvent`), the contract outputs rely on:
 
@@ -18,7 +20,7 @@ What a worker sends (:class:`ProcessedEvent`), the contract outputs rely on:
 * ``arrays``: ``peak_x``, ``peak_y`` (float32, raw-frame pixels, x = column,
   y = row, pixel centres at integers), ``peak_intensity``, ``peak_snr``
   (float32), ``radial_profile`` (float32, background per ``radial_bin_px``-wide
-  ring from the beam: the clipped radial mean of peakfinder8), and ``frame``
+  ring from the beam: the finder's clipped radial mean), and ``frame``
   (float32 calibrated 1024 x 1024) for hits and every ``non_hit_frame_interval``-th
   non-hit of a worker, when ``send_hit_frames``, with ``valid`` beside it (bool,
   True = a valid reading: the hit files' mask; invalid pixels read 0 photons);
@@ -47,6 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat
 from monitor.errors import DataExtractionError
 from monitor.processing.peakfinder8 import PeakFinder8, PeakFinder8Parameters, PeakList
 from monitor.processing.protocol import ProcessedEvent, Scalar, warm_up_frames
+from monitor.processing.spotfinder import SpotFinder, SpotFinderParameters
 from monitor.processing.science import (
     RESOLUTION_SHELLS_A, TruthComparison, d_spacing, resolution_limit, resolution_shell_labels,
 )
@@ -105,8 +108,16 @@ class CrystallographyParameters(BaseModel):
     photon_energy_kev: PositiveFloat | None = Field(
         default=None, description="for d_min; default: the calibration's, else the geometry's photon_energy"
     )
+    spot_finder: Literal["spotfinder", "peakfinder8"] = Field(
+        default="spotfinder", description="spotfinder (significance over the footprint) or peakfinder8 (its classic keys)"
+    )
+    spotfinder: SpotFinderParameters = SpotFinderParameters()
     peakfinder8: PeakFinder8Parameters = PeakFinder8Parameters()
-    min_num_peaks_for_hit: NonNegativeInt = 10
+    min_num_peaks_for_hit: NonNegativeInt = Field(
+        default=4, description="fewest spots of a hit: the spot finder lets ~0.01 chance spots a frame through, so 4 "
+        "by chance are rare (< 1e-6 a frame even at 0.1), and a sparse hit of a dozen spots is still one "
+        "(peakfinder8, with more chance peaks, wants 10)",
+    )
     max_num_peaks_for_hit: NonNegativeInt = 2000
     hit_rate_window: PositiveInt = Field(default=200, description="frames in the rolling hit rate")
     hit_rate_history: PositiveInt = Field(default=2000, description="rolling hit-rate points kept for plots")
@@ -150,6 +161,16 @@ class CrystallographyPipeline:
                               data={"detector_data": frame, "event_id": -1, "timestamp": 0.0})
         self._non_hits = 0
 
+    def _make_finder(self, parameters: CrystallographyParameters) -> SpotFinder | PeakFinder8:
+        """The chosen spot finder, with the calibration's noise map (photons)."""
+        finder, settings = (
+            (SpotFinder, parameters.spotfinder) if parameters.spot_finder == "spotfinder"
+            else (PeakFinder8, parameters.peakfinder8)
+        )
+        if parameters.calibration == "photon_counting":
+            settings = settings.model_copy(update={"asic_shape": self._geometry.frame_shape})
+        return finder(settings, radius=self._geometry.radius, noise=self._calibration.noise_photons)
+
     def _resolution_map(self) -> np.ndarray | None:
         """d-spacing (A) of each raw pixel, or None without a detector distance or photon energy.
 
@@ -167,13 +188,6 @@ class CrystallographyPipeline:
         return d_spacing(geometry.radius, distance_px=distance_px, wavelength_a=12.398419843320026 / energy).astype(
             np.float32
         )
-
-    def _make_finder(self, parameters: CrystallographyParameters) -> PeakFinder8:
-        """peakfinder8 with the calibration's noise map; counting frames are one asic (gaps are masked pixels)."""
-        settings = parameters.peakfinder8
-        if parameters.calibration == "photon_counting":
-            settings = settings.model_copy(update={"asic_shape": self._geometry.frame_shape})
-        return PeakFinder8(settings, radius=self._geometry.radius, noise=self._calibration.noise_photons)
 
     def _make_calibration(self, n_modules: int) -> JungfrauCalibration | CountingCalibration:
         calibration = self.parameters.calibration
@@ -265,8 +279,11 @@ class CrystallographyPipeline:
         """This pipeline sends no feedback."""
 
     def update_parameters(self, *, parameters: CrystallographyParameters, number: int) -> None:
-        """New thresholds from the next frame on; the peak finder is rebuilt only if its own changed."""
-        if parameters.peakfinder8 != self.parameters.peakfinder8 and self._geometry is not None:
+        """New thresholds from the next frame on; the spot finder is rebuilt only if its own changed."""
+        old = self.parameters
+        changed = (parameters.spot_finder, parameters.spotfinder, parameters.peakfinder8) != (
+            old.spot_finder, old.spotfinder, old.peakfinder8)
+        if changed and self._geometry is not None:
             self._finder = self._make_finder(parameters)
         self.parameters = parameters
 

@@ -51,11 +51,13 @@ Two deliberate differences, for speed, neither changing the result's meaning:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numba
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt, model_validator
+
+from monitor.processing.radial_search import (
+    PeakList, RadialPasses, bin_moments, check_frame, check_maps, peak_arrays, store_peak,
+)
 
 __all__ = ["PeakFinder8", "PeakFinder8Parameters", "PeakList"]
 
@@ -114,65 +116,6 @@ class PeakFinder8Parameters(BaseModel):
         return self
 
 
-@dataclass(frozen=True)
-class PeakList:
-    """Peaks of one frame (arrays of equal length, owned by the caller) and its radial statistics.
-
-    ``n_found`` can exceed ``len(x)`` when more than ``max_num_peaks`` peaks were found.
-    ``radial_offset``/``radial_sigma`` are the clipped mean and sigma per 1-pixel radial bin.
-    """
-
-    x: np.ndarray
-    y: np.ndarray
-    intensity: np.ndarray
-    max_intensity: np.ndarray
-    snr: np.ndarray
-    npix: np.ndarray
-    n_found: int
-    radial_offset: np.ndarray
-    radial_sigma: np.ndarray
-
-
-_COPIES = 4
-"""Interleaved accumulator copies: neighbouring pixels share a radial bin, and one copy per column
-modulo 4 breaks the read-modify-write chain that otherwise makes the pass latency-bound."""
-
-
-@numba.njit(cache=True, nogil=True)
-def _accumulate(
-    data: np.ndarray, mask: np.ndarray, bins: np.ndarray, window: np.ndarray, row_step: int, acc: np.ndarray,
-    floor: np.ndarray, seeds: np.ndarray,
-) -> int:
-    """Per radial bin: sum, sum of squares and count of the valid pixels inside ``window``.
-
-    Also lists, in raster order, the valid pixels above their ``floor`` (no
-    threshold is lower): the only pixels that can seed a peak.
-    Returns how many there were (``seeds`` may be too short; then the search
-    scans the frame).
-    """
-    acc[:] = 0.0
-    rows, cols = data.shape
-    n_seeds = 0
-    capacity = seeds.shape[0]
-    for i in range(0, rows, row_step):
-        for j0 in range(0, cols, _COPIES):
-            for k in range(_COPIES):
-                j = j0 + k
-                if not mask[i, j]:
-                    continue
-                b = bins[i, j]
-                v = data[i, j]
-                if window[b, 0] < v < window[b, 1]:
-                    acc[k, b, 0] += v
-                    acc[k, b, 1] += v * v
-                    acc[k, b, 2] += 1.0
-                if capacity and v > floor[i, j]:
-                    if n_seeds < capacity:
-                        seeds[n_seeds] = i * cols + j
-                    n_seeds += 1
-    return n_seeds
-
-
 @numba.njit(cache=True, nogil=True)
 def _update_thresholds(
     acc: np.ndarray, min_snr: float, bin_floor: np.ndarray, in_range: np.ndarray, offset: np.ndarray,
@@ -180,22 +123,14 @@ def _update_thresholds(
 ) -> None:
     """Clipped mean/sigma per bin and the next clipping window; bins out of range never pass."""
     for b in range(acc.shape[1]):
-        total = 0.0
-        total_sq = 0.0
-        count = 0.0
-        for k in range(acc.shape[0]):
-            total += acc[k, b, 0]
-            total_sq += acc[k, b, 1]
-            count += acc[k, b, 2]
+        count, mean, variance = bin_moments(acc, b)
         if count == 0.0:
             offset[b] = 0.0
             sigma[b] = 0.0
             window[b, 0] = -np.inf
             window[b, 1] = np.inf
         else:
-            mean = total / count
-            variance = total_sq / count - mean * mean
-            spread = np.sqrt(variance) if variance > 0.0 else 0.0
+            spread = np.sqrt(variance)
             offset[b] = mean
             sigma[b] = spread
             window[b, 0] = mean - min_snr * spread
@@ -316,13 +251,7 @@ def _search(
         x = sum_c / abs(raw_total)
         if not (asic_r0 <= y <= asic_r0 + asic_rows - 1 and asic_c0 <= x <= asic_c0 + asic_cols - 1):
             continue
-        if n_found < out_x.shape[0]:
-            out_x[n_found] = x
-            out_y[n_found] = y
-            out_i[n_found] = total
-            out_max[n_found] = peak_max
-            out_snr[n_found] = snr
-            out_npix[n_found] = n
+        store_peak(out_x, out_y, out_i, out_max, out_snr, out_npix, n_found, x, y, total, peak_max, snr, n)
         n_found += 1
     for k in range(n_touched):
         p = touched[k]
@@ -343,16 +272,9 @@ class PeakFinder8:
     def __init__(
         self, parameters: PeakFinder8Parameters, *, radius: np.ndarray, noise: np.ndarray | None = None
     ) -> None:
-        if radius.ndim != 2:
-            raise ValueError(f"radius map must be 2-D, got shape {radius.shape}")
-        if radius.shape[0] % parameters.asic_shape[0] or radius.shape[1] % parameters.asic_shape[1]:
-            raise ValueError(f"asic_shape {parameters.asic_shape} does not tile a frame of shape {radius.shape}")
+        check_maps(radius, noise, parameters.asic_shape)
         self.parameters = parameters
         self.shape = radius.shape
-        if not 0 <= radius.min() and radius.max() < 65535:
-            raise ValueError("radius map must lie in [0, 65535) pixels")
-        if noise is not None and noise.shape != radius.shape:
-            raise ValueError(f"noise map has shape {noise.shape}, the radius map {radius.shape}")
         self.bins = np.rint(radius).astype(np.uint16)
         n_bins = int(self.bins.max()) + 1
         self.floor = self._floor(parameters, noise, radius.shape)
@@ -361,26 +283,13 @@ class PeakFinder8:
         positive = self.floor.ravel() > 0  # a dead pixel's noise (0) does not lower its bin's floor
         np.minimum.at(self._bin_floor, self.bins.ravel()[positive], self.floor.ravel()[positive])
         self._bin_floor[~np.isfinite(self._bin_floor)] = 0.0
-        centres = np.arange(n_bins)
-        self._in_range = (centres >= parameters.min_res) & (centres < parameters.max_res)
-        self._acc = np.zeros((_COPIES, n_bins, 3), dtype=np.float64)
+        self._radial = RadialPasses(self.bins, min_res=parameters.min_res, max_res=parameters.max_res)
         self._offset = np.zeros(n_bins, dtype=np.float32)
         self._sigma = np.zeros(n_bins, dtype=np.float32)
-        self._window = np.zeros((n_bins, 2), dtype=np.float32)
-        self._seeds = np.empty(min(radius.size, 1 << 18), dtype=np.int64)
-        self._no_seeds = np.empty(0, dtype=np.int64)
         self._in_peak = np.zeros(self.shape, dtype=np.uint8)
         self._queue = np.empty(radius.size, dtype=np.int64)
         self._touched = np.empty(radius.size, dtype=np.int64)
-        size = parameters.max_num_peaks
-        self._out = {
-            "x": np.empty(size, np.float32),
-            "y": np.empty(size, np.float32),
-            "intensity": np.empty(size, np.float32),
-            "max_intensity": np.empty(size, np.float32),
-            "snr": np.empty(size, np.float32),
-            "npix": np.empty(size, np.int32),
-        }
+        self._out = peak_arrays(parameters.max_num_peaks)
 
     @staticmethod
     def _floor(parameters: PeakFinder8Parameters, noise: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
@@ -392,26 +301,18 @@ class PeakFinder8:
 
     def find(self, data: np.ndarray, mask: np.ndarray) -> PeakList:
         """Peaks of one frame (float32 data, bool mask with True = valid)."""
-        if data.shape != self.shape or mask.shape != self.shape:
-            raise ValueError(f"data {data.shape} and mask {mask.shape} must both have shape {self.shape}")
-        if data.dtype != np.float32 or mask.dtype != np.bool_:
-            raise TypeError(f"data must be float32 and mask bool, got {data.dtype} and {mask.dtype}")
+        check_frame(data, mask, self.shape)
         p = self.parameters
-        self._window[:, 0] = -np.inf
-        self._window[:, 1] = np.inf
-        n_seeds = 0
-        for iteration in range(p.iterations):
-            last = iteration == p.iterations - 1
-            n_seeds = _accumulate(
-                data, mask, self.bins, self._window, 1 if last else p.statistics_row_step, self._acc,
-                self.floor, self._seeds if last else self._no_seeds,
-            )
-            _update_thresholds(
-                self._acc, p.minimum_snr, self._bin_floor, self._in_range, self._offset, self._sigma, self._window,
-            )
+        radial = self._radial
+        n_seeds = radial.run(
+            data, mask, floor=self.floor, iterations=p.iterations, row_step=p.statistics_row_step,
+            update=lambda: _update_thresholds(
+                radial.acc, p.minimum_snr, self._bin_floor, radial.in_range, self._offset, self._sigma, radial.window,
+            ),
+        )
         out = self._out
         n_found = _search(
-            data, mask, self.bins, self._window, self._offset, self.floor, self._seeds, n_seeds,
+            data, mask, self.bins, radial.window, self._offset, self.floor, radial.seeds, n_seeds,
             p.asic_shape[0], p.asic_shape[1], p.min_pixel_count, p.max_pixel_count, p.local_bg_radius,
             p.minimum_snr, p.min_peak_intensity, self._in_peak, self._queue, self._touched,
             out["x"], out["y"], out["intensity"], out["max_intensity"], out["snr"], out["npix"],

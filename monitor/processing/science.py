@@ -9,7 +9,9 @@ quantile, not the outermost peak, keeps one stray peak from setting it.
 *Against the truth* (when the simulator is the source): a found peak matches a
 true spot within ``MATCH_PX`` pixels.  Recall is over the true spots that are
 ``whole`` (no bad pixel or lost packet within 2 pixels of the centre), per
-photon bin (:data:`PHOTON_BINS`) and per ideal-SNR bin (:data:`SNR_BINS`);
+photon bin (:data:`PHOTON_BINS`) and per ideal-SNR bin (:data:`SNR_BINS`), and
+over the spots any finder should see: ``DETECTABLE_PHOTONS`` or more whose
+footprint SNR (the truth's I/sigma(I)) is ``DETECTABLE_SNR`` or more;
 precision is over every found peak (a found spot of half a photon is a true
 spot too).  The hit-rate error is the called hit rate minus the true one.  The
 truth's ``d_min`` is the same 90 % statistic over its spots of at least
@@ -36,6 +38,7 @@ SNR_BINS = (0.0, 3.0, 5.0, 7.0, 10.0, 20.0, math.inf)
 RESOLUTION_SHELLS_A = (math.inf, 10.0, 6.0, 4.0, 3.5, 3.0, 2.75, 2.5, 0.0)
 """Edges of the resolution shells of the report (A, low to high resolution)."""
 DETECTABLE_PHOTONS = 5.0
+DETECTABLE_SNR = 5.0
 D_MIN_FRACTION = 0.9
 
 
@@ -72,7 +75,7 @@ class TruthComparison:
     never see a truth record.
     """
 
-    N_COUNTS = 2 * (len(PHOTON_BINS) - 1) + 2 * (len(SNR_BINS) - 1) + 5
+    N_COUNTS = 2 * (len(PHOTON_BINS) - 1) + 2 * (len(SNR_BINS) - 1) + 7
     """Length of one frame's count vector."""
 
     def __init__(self) -> None:
@@ -83,8 +86,8 @@ class TruthComparison:
     def frame_counts(
         found_y: np.ndarray, found_x: np.ndarray, is_hit: bool, truth: Any
     ) -> np.ndarray:
-        """One frame's counts (int64): true and matched whole spots per photon and SNR bin, found and
-        matched peaks, true and called hit, and 1 (the frame)."""
+        """One frame's counts (int64): true and matched whole spots per photon and SNR bin, true and
+        matched detectable spots, found and matched peaks, true and called hit, and 1 (the frame)."""
         counts = np.zeros(TruthComparison.N_COUNTS, dtype=np.int64)
         n_photon, n_snr = len(PHOTON_BINS) - 1, len(SNR_BINS) - 1
         peaks = truth.peaks
@@ -105,7 +108,10 @@ class TruthComparison:
             base = 2 * n_photon
             counts[base : base + n_snr] = np.bincount(snr_bin, minlength=n_snr)
             counts[base + n_snr : base + 2 * n_snr] = np.bincount(snr_bin[matched_true[whole]], minlength=n_snr)
-        tail = 2 * n_photon + 2 * n_snr
+            detectable = whole & (table[:, 2] >= DETECTABLE_PHOTONS) & (table[:, 3] >= DETECTABLE_SNR)
+            counts[base + 2 * n_snr] = int(detectable.sum())
+            counts[base + 2 * n_snr + 1] = int((detectable & matched_true).sum())
+        tail = 2 * n_photon + 2 * n_snr + 2
         counts[tail] = len(found_y)
         counts[tail + 1] = int(matched_found.sum())
         counts[tail + 2] = int(truth.is_hit)
@@ -133,20 +139,23 @@ class TruthComparison:
 
         ``truth`` (recall over spots of 5 photons and more, precision, found peaks,
         true hit rate, hit-rate error in percentage points, d_min error),
+        ``truth_detectable`` (recall over the spots of 5 photons and more with a footprint
+        SNR of 5 and more, and how many there were),
         ``truth_recall_by_photons`` / ``truth_spots_by_photons`` and
         ``truth_recall_by_snr`` / ``truth_spots_by_snr`` (recall, None for an empty bin,
         and whole true spots per bin).
         """
         n_photon, n_snr = len(PHOTON_BINS) - 1, len(SNR_BINS) - 1
         c = self._counts
-        tail = 2 * n_photon + 2 * n_snr
+        tail = 2 * n_photon + 2 * n_snr + 2
+        detectable_true, detectable_found = int(c[tail - 2]), int(c[tail - 1])
         frames = max(int(c[tail + 4]), 1)
 
         def recall(true: np.ndarray, found: np.ndarray, labels: list[str]) -> dict[str, float | None]:
             return {label: round(float(f) / float(t), 4) if t else None for label, t, f in zip(labels, true, found)}
 
         photon_labels, snr_labels = _bin_labels(PHOTON_BINS), _bin_labels(SNR_BINS)
-        snr_true, snr_found = c[2 * n_photon:2 * n_photon + n_snr], c[2 * n_photon + n_snr:tail]
+        snr_true, snr_found = c[2 * n_photon:2 * n_photon + n_snr], c[2 * n_photon + n_snr:tail - 2]
 
         strong = slice(1, n_photon)
         strong_true, strong_found = int(c[strong].sum()), int(c[n_photon:2 * n_photon][strong].sum())
@@ -161,6 +170,10 @@ class TruthComparison:
                 "hit_rate_error_pp": round(100 * (float(c[tail + 3]) - float(c[tail + 2])) / frames, 3),
                 "d_min_hits_compared": len(errors),
                 "d_min_median_relative_error": round(float(np.median(errors)), 4) if len(errors) else None,
+            },
+            "truth_detectable": {
+                "recall": round(detectable_found / detectable_true, 4) if detectable_true else None,
+                "spots": detectable_true,
             },
             "truth_recall_by_photons": recall(c[:n_photon], c[n_photon:2 * n_photon], photon_labels),
             "truth_spots_by_photons": dict(zip(photon_labels, (int(t) for t in c[:n_photon]))),
