@@ -28,14 +28,13 @@ import json
 import logging
 import time
 from collections.abc import Generator
-from pathlib import Path
 from typing import Any, Literal
 
 import zmq
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from handlers.counting_parameters import CountingSourceParameters
 from handlers.protocol import Event
-from monitor.atomic_files import write_text_atomically
 from monitor.bind_check import Listener, tcp_listener
 from monitor.endpoints import Endpoint, check_endpoint
 from monitor.errors import ConfigurationError, DataExtractionError, WireFormatError
@@ -45,7 +44,7 @@ from monitor.stream2.relay import ANNOUNCE, CREDIT, END, IMAGE, START, Stream2Re
 from monitor.stream2.simulator import Stream2SimulatorParameters
 from monitor.stream2.simulated_source import SimulatedStream2
 from sources.protocol import extract_all
-from sources.stream2 import DATA_SOURCES, SeriesFrames, crystfel_geometry
+from sources.stream2 import DATA_SOURCES, SeriesFrames, write_geometry
 
 __all__ = ["DectrisStream2ZmqDataEventHandler", "Stream2Parameters"]
 
@@ -57,27 +56,16 @@ SIMULATOR = "simulator"
 _START_WAIT_LOG_S = 10.0
 
 
-class Stream2Parameters(BaseModel):
-    """The ``data_retrieval_layer`` section for this handler."""
+class Stream2Parameters(CountingSourceParameters):
+    """The ``data_retrieval_layer`` section for this handler: ``source`` is the detector's Stream V2 URL
+    (a DCU: ``tcp://DCU:31001``), or ``simulator``."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    data_event_handler: str
-    source: str
-    """The detector's Stream V2 URL (a DCU: ``tcp://DCU:31001``), or ``simulator``."""
-    collector_rank: Literal["first", "last"] = "first"
-    skip_rank_finalization: bool = False
     stop_after_acquisition: bool = False
     """End the run after the first series' end message (live use keeps running)."""
-    required_data: list[Literal["detector_data", "timestamp", "event_id"]] = Field(
-        default_factory=lambda: ["detector_data", "timestamp", "event_id"], min_length=1
-    )
     channel: str | None = None
     """The channel (threshold) to read, e.g. ``threshold_1``; None: the first the start message lists."""
     relay_bind: Endpoint = "tcp://127.0.0.1:5620"
     """Where the collecting node hands messages to the workers (this node's host on a cluster)."""
-    geometry_file: Path | None = None
-    """Where the first start message's detector is written (CrystFEL) before the pipeline starts."""
     start_timeout_s: float = Field(default=300.0, gt=0)
     """With ``geometry_file``: how long the start waits for the first start message (the detector's arm)."""
     poll_interval_s: float = Field(default=0.1, gt=0, le=5)
@@ -150,7 +138,7 @@ class DectrisStream2ZmqDataEventHandler:
             raise ConfigurationError(f"data_retrieval_layer.relay_bind: cannot bind {p.relay_bind} ({error})") from None
         self._relay.start()
         if p.geometry_file is not None:
-            self._write_geometry(p.geometry_file, self._first_start(p.url, p.start_timeout_s))
+            write_geometry(p.geometry_file, self._first_start(p.url, p.start_timeout_s))
         log.info("reading Stream V2 from %s; workers connect to %s", p.url, p.relay_bind)
 
     def _first_start(self, url: str, timeout_s: float) -> SeriesStart:
@@ -171,17 +159,6 @@ class DectrisStream2ZmqDataEventHandler:
             log.info("waiting for the detector's start message on %s (arm it)", url)
         raise ConfigurationError(f"no start message from {url} within start_timeout_s ({timeout_s:g} s): "
                                  "arm the detector, or raise data_retrieval_layer.start_timeout_s")
-
-    @staticmethod
-    def _write_geometry(path: Path, start: SeriesStart) -> None:
-        try:
-            text = crystfel_geometry(start)
-        except DataExtractionError as error:
-            raise ConfigurationError(f"data_retrieval_layer.geometry_file: {error}") from None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomically(path, text)
-        log.info("wrote the detector of series %d (%s, %d x %d) to %s", start.series_id,
-                 start.detector_description or "no description", start.shape[1], start.shape[0], path)
 
     def collecting_node_status(self) -> dict[str, Any]:
         """Images handed on so far, and the simulator's total (a progress bar)."""

@@ -40,6 +40,7 @@ __all__ = [
 HANDLERS: dict[str, str] = {
     "Jungfrau1MZmqDataEventHandler": "handlers.jungfrau1m_zmq:Jungfrau1MZmqDataEventHandler",
     "DectrisStream2ZmqDataEventHandler": "handlers.dectris_stream2:DectrisStream2ZmqDataEventHandler",
+    "NxmxFileDataEventHandler": "handlers.nxmx_files:NxmxFileDataEventHandler",
 }
 """Data event handlers a YAML file may name, and where they live."""
 

@@ -13,17 +13,22 @@ no peak crosses them), the beam centre, pixel size, distance and energy.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from monitor.errors import DataExtractionError
+from monitor.atomic_files import write_text_atomically
+from monitor.errors import ConfigurationError, DataExtractionError
 from monitor.stream2.messages import Image, SeriesStart
 from sources.counting import CountingFrame
 
-__all__ = ["DATA_SOURCES", "EVENT_ID_SERIES_STRIDE", "SeriesFrames", "crystfel_geometry"]
+__all__ = ["DATA_SOURCES", "EVENT_ID_SERIES_STRIDE", "SeriesFrames", "crystfel_geometry", "write_geometry"]
+
+log = logging.getLogger(__name__)
 
 EVENT_ID_SERIES_STRIDE = 1_000_000_000
 """An event id is ``series_id * stride + image_id``: unique across series (series 3, image 17 -> 3000000017)."""
@@ -143,3 +148,16 @@ def crystfel_geometry(start: SeriesStart) -> str:
         f"p0/corner_y = {beam_y:.4f}",
         "",
     ])
+
+
+def write_geometry(path: Path, start: SeriesStart) -> None:
+    """Write :func:`crystfel_geometry` to ``path`` (whole or not at all): the file the pipeline and
+    the hit files read (``geometry_file``); a start without distance or energy is a configuration error."""
+    try:
+        text = crystfel_geometry(start)
+    except DataExtractionError as error:
+        raise ConfigurationError(f"data_retrieval_layer.geometry_file: {error}") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(path, text)
+    log.info("wrote the detector of series %d (%s, %d x %d) to %s", start.series_id,
+             start.detector_description or "no description", start.shape[1], start.shape[0], path)

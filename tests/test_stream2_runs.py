@@ -9,9 +9,6 @@ the hit rate within one point of the simulator's truth.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,39 +17,12 @@ import cbor2
 import numpy as np
 import pytest
 import zmq
-from ruamel.yaml import YAML
 
-from helpers import MPIRUN, ROOT, assert_balanced, free_tcp_url
+from eiger2_configs import example_config, run_monitor
+from helpers import assert_balanced, free_tcp_url
 from monitor.stream2.cbor import encode_array
 
 pytestmark = pytest.mark.slow
-
-EXAMPLE = ROOT / "examples" / "eiger2-stream2.yaml"
-
-
-def example_config(folder: Path, simulator: dict[str, Any] | None = None, **layer: Any) -> Path:
-    """The shipped example on free ports, writing into ``folder``, with ``simulator`` and ``layer`` changes."""
-    yaml = YAML()
-    document = yaml.load(EXAMPLE.read_text())
-    retrieval = document["data_retrieval_layer"]
-    geometry = str(folder / "detector-from-start.geom")
-    retrieval.update(relay_bind=free_tcp_url(), geometry_file=geometry, **layer)
-    retrieval["simulator"].update(url=free_tcp_url(), **(simulator or {}))
-    document["processing_layer"]["geometry_file"] = geometry
-    document["outputs"]["output_dir"] = str(folder / "output")
-    document["outputs"]["results_stream"].update(url=free_tcp_url(), request_url=free_tcp_url())
-    path = folder / "stream2.yaml"
-    with path.open("w") as stream:
-        yaml.dump(document, stream)
-    return path
-
-
-def run_monitor(ranks: int, config: Path, summary: Path, timeout: float = 240) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
-    return subprocess.run([str(MPIRUN), "-n", str(ranks), sys.executable, "-m", "monitor", str(config),
-                           "--summary-json", str(summary)], capture_output=True, text=True, timeout=timeout,
-                          env=env, stdin=subprocess.DEVNULL)
-
 
 @pytest.mark.parametrize(("ranks", "simulator"), [
     (2, {"detector": "1M", "dtype": "uint16", "compression": "bslz4", "channels": 1}),
@@ -60,7 +30,7 @@ def run_monitor(ranks: int, config: Path, summary: Path, timeout: float = 240) -
 ])
 def test_the_eiger2_example_processes_its_series_at_the_true_hit_rate(tmp_path, ranks, simulator):
     frames = 200
-    config = example_config(tmp_path, {**simulator, "frames": frames, "rate_hz": 200})
+    config = example_config(tmp_path, simulator={**simulator, "frames": frames, "rate_hz": 200})
     summary_file = tmp_path / "summary.json"
     done = run_monitor(ranks, config, summary_file)
     assert done.returncode == 0, done.stderr
@@ -78,8 +48,8 @@ def test_the_eiger2_example_processes_its_series_at_the_true_hit_rate(tmp_path, 
 
 def test_a_jungfraujoch_stream_counts_its_extra_messages_and_reads_bitshuffle_zstd(tmp_path):
     frames = 200
-    config = example_config(tmp_path, {"detector": "500K", "dtype": "uint16", "compression": "bszstd",
-                                       "flavour": "jungfraujoch", "frames": frames, "rate_hz": 200})
+    config = example_config(tmp_path, simulator={"detector": "500K", "dtype": "uint16", "compression": "bszstd",
+                                                 "flavour": "jungfraujoch", "frames": frames, "rate_hz": 200})
     summary_file = tmp_path / "summary.json"
     done = run_monitor(2, config, summary_file)
     assert done.returncode == 0, done.stderr

@@ -1,0 +1,77 @@
+"""Recorded NXmx files: single events by id, the split across workers, whole replays under ``mpirun``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eiger2_configs import example_config, run_monitor
+from handlers.file_replay import FileReplay, worker_share
+from handlers.nxmx_files import NxmxFileDataEventHandler, NxmxFileParameters
+from helpers import assert_balanced
+from monitor.errors import ConfigurationError, DataExtractionError
+from nxmx_writer import write_nxmx
+from sources.counting import CountingFrame
+
+
+def handler(source: str, **changes) -> NxmxFileDataEventHandler:
+    parameters = NxmxFileParameters(data_event_handler="NxmxFileDataEventHandler", source=source, **changes)
+    return NxmxFileDataEventHandler(source=source, parameters=parameters)
+
+
+@pytest.mark.parametrize("layout", ["links", "vds"])
+def test_one_event_is_retrieved_by_index_or_file_and_frame(tmp_path, layout):
+    master, eiger = write_nxmx(tmp_path, name="lyso", files=2, images_per_file=3, layout=layout)
+    files = handler(str(master))
+    files.initialize_event_data_retrieval()
+    for event_id in ("4", f"{master}//4"):
+        data = files.retrieve_event_data(event_id)
+        frame = data["detector_data"]
+        assert isinstance(frame, CountingFrame) and data["event_id"] == 4
+        assert np.array_equal(frame.counts, eiger.image(4).counts["threshold_1"])
+        assert np.array_equal(frame.valid, eiger.mask == 0) and frame.nodata == 0xFFFF
+    with pytest.raises(DataExtractionError, match="no event '6' in these files"):
+        files.retrieve_event_data("6")
+
+
+def test_a_missing_file_or_a_file_without_images_is_one_line(tmp_path):
+    with pytest.raises(ConfigurationError, match="no file"):
+        handler(str(tmp_path / "none_master.h5")).initialize_event_data_retrieval()
+    (tmp_path / "empty_master.h5").write_bytes(b"not hdf5")
+    with pytest.raises(ConfigurationError, match="not an NXmx master file"):
+        handler(str(tmp_path / "empty_master.h5")).initialize_event_data_retrieval()
+
+
+@pytest.mark.parametrize(("ranks", "collector"), [(2, "first"), (5, "first"), (5, "last")])
+def test_workers_share_the_events_each_exactly_once(ranks, collector):
+    replay = FileReplay([Path("a"), Path("b")], [7, 6])
+    seen = []
+    for rank in range(ranks):
+        if rank == (0 if collector == "first" else ranks - 1):
+            continue
+        events = list(replay.generator(share=worker_share(node_rank=rank, node_pool_size=ranks, collector=collector)))
+        seen += [event["file_event"].index for event in events if event["kind"] == "frame"]
+    assert sorted(seen) == list(range(13))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("ranks", "layout"), [(2, "links"), (5, "vds")])
+def test_a_replay_processes_every_image_once_and_ends_by_itself(tmp_path, ranks, layout):
+    first, eiger = write_nxmx(tmp_path / "data", name="a", files=2, images_per_file=20, layout=layout)
+    write_nxmx(tmp_path / "data", name="b", files=1, images_per_file=20, layout=layout, seed=0)
+    truth = [eiger.image(k).is_hit for k in range(40)] + [eiger.image(k).is_hit for k in range(20)]
+    summary_file = tmp_path / "summary.json"
+    config = example_config(tmp_path, retrieval={"data_event_handler": "NxmxFileDataEventHandler",
+                                                 "source": str(first.parent / "*_master.h5")})
+    done = run_monitor(ranks, config, summary_file)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(summary_file.read_text())
+    assert summary["events_processed"] == 60 and summary["events_failed"] == 0
+    assert assert_balanced(summary, sent=60)["dropped"] == {}
+    assert [f["images"] for f in summary["replayed_files"]] == [40, 20]
+    assert abs(summary["hits"] - sum(truth)) <= 1, (summary["hits"], sum(truth))
+    workers = [row["events"] for row in summary["per_rank"] if row["role"] == "worker"]
+    assert len(workers) == ranks - 1 and sum(workers) == 60 and max(workers) - min(workers) <= 1
