@@ -10,7 +10,7 @@ MPIRUN := $(VENV)/bin/mpirun
 RANKS  ?= 8
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-unit test-mpi test-slurm test-openmpi bench clean
+.PHONY: demo test test-unit test-mpi test-slurm test-openmpi bench bench-scaling clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,12 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_assembler.py
 	$(PY) benchmarks/bench_viewer_stall.py
 	$(PY) benchmarks/bench_hit_files.py
+
+# The whole monitor under mpirun at N = 2, 4, ... ranks up to the cores, fed by a sender faster than it,
+# on the direct and the receiver path; e.g. `make bench-scaling SCALING_ARGS="--ranks 2,3 --seconds 10"`.
+SCALING_ARGS ?=
+bench-scaling: $(STAMP)
+	$(PY) benchmarks/bench_scaling.py $(SCALING_ARGS)
 
 clean:
 	rm -rf $(VENV) $(OMPI_VENV) output build *.egg-info
