@@ -1,145 +1,20 @@
 """Data event handler for recorded NXmx files: last night's EIGER2 or Jungfraujoch data, replayed.
 
-``source`` names master files (a path or a glob: one series each, in name
-order); an event is one image, and the run ends by itself after the last one.
-The images are split across the workers (:mod:`handlers.file_replay`), so the
-same pipeline runs over the files at full MPI rate, with new thresholds.
-Images go through the Stream V2 data sources: counts are photons
-(``processing_layer.calibration: photon_counting``), the master's pixel mask
-and the no-data value mark invalid pixels.  With ``geometry_file`` the
-collecting node writes the first master's detector there (CrystFEL) before
-the pipeline reads ``processing_layer.geometry_file``.
-
-``retrieve_event_data("17")`` (the 18th image over all files) or
-``retrieve_event_data("run_master.h5//17")`` opens one image alone.
+``source`` names master files (a path or a glob, e.g. ``/data/lyso/*_master.h5``:
+one series each, in name order); an event is one image, its id its index over
+all the files.  How the replay goes: :mod:`handlers.recorded_files`; how a
+master file is read (links, virtual datasets, filters): :mod:`sources.nxmx`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
-from pathlib import Path
-from typing import Any, Literal
-
-from handlers.counting_parameters import CountingSourceParameters
-from handlers.file_replay import FileEvent, FileReplay, matching_files, worker_share
-from handlers.protocol import Event
-from monitor.errors import DataExtractionError
-from monitor.stream2.messages import Image
+from handlers.recorded_files import RecordedFilesHandler
 from sources.nxmx import NxmxMaster
-from sources.protocol import extract_all
-from sources.stream2 import DATA_SOURCES, SeriesFrames, write_geometry
 
-__all__ = ["NxmxFileDataEventHandler", "NxmxFileParameters"]
+__all__ = ["NxmxFileDataEventHandler"]
 
 
-class NxmxFileParameters(CountingSourceParameters):
-    """The ``data_retrieval_layer`` section for this handler: ``source`` is a master file, or a glob of
-    them (``/data/lysozyme/*_master.h5``)."""
-
-    stop_after_acquisition: bool = True
-    """Files end by themselves; kept for the MPI layer, which reads it of every handler."""
-
-
-class NxmxFileDataEventHandler:
+class NxmxFileDataEventHandler(RecordedFilesHandler):
     """Data event handler for NXmx master files (interface: handlers.protocol)."""
 
-    Parameters = NxmxFileParameters
-
-    def __init__(self, *, source: str, parameters: NxmxFileParameters) -> None:
-        self._parameters = parameters
-        self._sources = {name: DATA_SOURCES[name]() for name in parameters.required_data}
-        self._masters: dict[Path, tuple[NxmxMaster, SeriesFrames]] = {}
-        self._replay: FileReplay | None = None
-        self._total = 0
-
-    def designated_collector_rank(self) -> Literal["first", "last"]:
-        return self._parameters.collector_rank
-
-    def skip_rank_finalization(self) -> bool:
-        return self._parameters.skip_rank_finalization
-
-    def _open(self) -> FileReplay:
-        """Open every master file (its experiment, its image count) and order their events."""
-        if self._replay is None:
-            for number, path in enumerate(matching_files(self._parameters.source)):
-                master = NxmxMaster(path, series_id=number)
-                self._masters[path] = (master, SeriesFrames.of(master.start, None))
-            self._replay = FileReplay(list(self._masters), [sum(m.frames) for m, _ in self._masters.values()])
-            self._total = len(self._replay)
-        return self._replay
-
-    def initialize_event_handling_on_collecting_node(self, *, node_rank: int, node_pool_size: int) -> None:
-        """Check every file opens; write the first master's geometry if asked."""
-        self._open()
-        if self._parameters.geometry_file is not None:
-            first, _ = next(iter(self._masters.values()))
-            write_geometry(self._parameters.geometry_file, first.start)
-
-    def collecting_node_status(self) -> dict[str, Any]:
-        return {"frames_expected": len(self._open())}
-
-    def stop_event_source(self) -> bool:
-        """Files have no sender to stop: the workers stop where they are."""
-        return False
-
-    def source_accounting(self) -> dict[str, Any]:
-        """Every image of the files is one the run was to process."""
-        return {"sent": self._total, "delivered": self._total, "dropped": {}, "estimates": {}}
-
-    def end_event_handling_on_collecting_node(self, *, node_rank: int, node_pool_size: int) -> dict[str, Any]:
-        """The files replayed and their images."""
-        files = [{"file": str(path), "images": sum(master.frames)} for path, (master, _) in self._masters.items()]
-        self._close()
-        return {"replayed_files": files}
-
-    def initialize_event_handling_on_processing_node(self, *, node_rank: int, node_pool_size: int) -> None:
-        for source in self._sources.values():
-            source.initialize_data_source()
-        self._open()
-
-    def event_generator(self, *, node_rank: int, node_pool_size: int) -> Generator[Event, None, None]:
-        """This worker's share of the images (see :mod:`handlers.file_replay`); ends after the last."""
-        share = worker_share(node_rank=node_rank, node_pool_size=node_pool_size,
-                             collector=self._parameters.collector_rank)
-        try:
-            yield from self._open().generator(share=share)
-        finally:
-            self._close()
-
-    def open_event(self, *, event: Event) -> None:
-        """Read (and decompress) the event's image."""
-        file_event = event.get("file_event")
-        if not isinstance(file_event, FileEvent):
-            raise DataExtractionError("event holds no file frame")
-        master, series = self._masters[file_event.path]
-        image = Image(series_id=0, image_id=file_event.index, data={"default": master.image(file_event.frame)},
-                      start_time_s=None)
-        event.update(image=image, series=series)  # type: ignore[typeddict-unknown-key]
-
-    def close_event(self, *, event: Event) -> None:
-        event.pop("image", None)  # type: ignore[misc]
-
-    def extract_data(self, *, event: Event) -> dict[str, Any]:
-        return extract_all(self._sources, event)
-
-    def initialize_event_data_retrieval(self) -> None:
-        """Open the files for :meth:`retrieve_event_data`."""
-        for source in self._sources.values():
-            source.initialize_data_source()
-        self._open()
-
-    def retrieve_event_data(self, event_id: str) -> dict[str, Any]:
-        """One image's data by global index (``"17"``) or ``"FILE//INDEX"``."""
-        event: Event = {"kind": "frame", "additional_info": {}}
-        event["file_event"] = self._open().event(event_id)  # type: ignore[typeddict-unknown-key]
-        self.open_event(event=event)
-        try:
-            return self.extract_data(event=event)
-        finally:
-            self.close_event(event=event)
-
-    def _close(self) -> None:
-        for master, _ in self._masters.values():
-            master.close()
-        self._masters.clear()
-        self._replay = None
+    reader = NxmxMaster

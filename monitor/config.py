@@ -41,6 +41,7 @@ HANDLERS: dict[str, str] = {
     "Jungfrau1MZmqDataEventHandler": "handlers.jungfrau1m_zmq:Jungfrau1MZmqDataEventHandler",
     "DectrisStream2ZmqDataEventHandler": "handlers.dectris_stream2:DectrisStream2ZmqDataEventHandler",
     "NxmxFileDataEventHandler": "handlers.nxmx_files:NxmxFileDataEventHandler",
+    "CxiHitFileDataEventHandler": "handlers.cxi_files:CxiHitFileDataEventHandler",
 }
 """Data event handlers a YAML file may name, and where they live."""
 

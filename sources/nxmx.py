@@ -39,7 +39,7 @@ def _value(group: h5py.File, path: str) -> float | None:
 class NxmxMaster:
     """One open master file: its image datasets in order and its experiment."""
 
-    def __init__(self, path: Path, *, series_id: int) -> None:
+    def __init__(self, path: Path, series_id: int) -> None:
         self.path = path
         try:
             self._file = h5py.File(path, "r")
@@ -53,8 +53,12 @@ class NxmxMaster:
         self.start = self._experiment(series_id)
 
     @property
-    def frames(self) -> list[int]:
-        return [dataset.shape[0] for dataset in self.datasets]
+    def frames(self) -> int:
+        return sum(dataset.shape[0] for dataset in self.datasets)
+
+    def event_id(self, frame: int, index: int) -> int:
+        """A master's images carry no id of their own: the replay's index is the event id."""
+        return index
 
     def _experiment(self, series_id: int) -> SeriesStart:
         f = self._file
@@ -72,7 +76,7 @@ class NxmxMaster:
             channels=(_CHANNEL,), pixel_size_m=pixel_size, beam_center_px=beam,
             distance_m=_value(f, f"{_DETECTOR}/detector_distance"),
             photon_energy_ev=12398.419843320026 / wavelength if wavelength else None,
-            saturation_value=None if saturation is None else int(saturation), number_of_images=sum(self.frames),
+            saturation_value=None if saturation is None else int(saturation), number_of_images=self.frames,
             detector_description=description.asstr()[()] if isinstance(description, h5py.Dataset) else "",
             pixel_mask={} if mask is None else {_CHANNEL: np.asarray(mask[()], dtype=np.uint32)},
         )

@@ -119,9 +119,12 @@ DATA_SOURCES: dict[str, type] = {
 
 def crystfel_geometry(start: SeriesStart) -> str:
     """The start message's detector as a CrystFEL geometry (one panel; the beam at its beam centre)."""
-    if start.distance_m is None or start.photon_energy_ev is None:
-        missing = "detector distance" if start.distance_m is None else "incident_energy"
-        raise DataExtractionError(f"start message of series {start.series_id} has no {missing}: no geometry")
+    missing = [name for name, value in (("detector distance", start.distance_m), ("incident energy",
+               start.photon_energy_ev), ("pixel size", start.pixel_size_m), ("beam centre", start.beam_center_px))
+               if value is None]
+    if missing:
+        raise DataExtractionError(f"series {start.series_id} ({start.series_unique_id}) has no {missing[0]}: "
+                                  "no geometry")
     rows, cols = start.shape
     beam_x, beam_y = start.beam_center_px
     return "\n".join([

@@ -18,19 +18,21 @@ EXAMPLE = ROOT / "examples" / "eiger2-stream2.yaml"
 
 
 def example_config(folder: Path, *, retrieval: dict[str, Any] | None = None, simulator: dict[str, Any] | None = None,
-                   **layer: Any) -> Path:
-    """The example writing into ``folder``, its geometry file there too; ``layer`` and ``simulator`` change
-    its ``data_retrieval_layer`` keys, ``retrieval`` replaces the section (another handler)."""
+                   geometry: Path | None = None, **layer: Any) -> Path:
+    """The example writing into ``folder`` (made if need be), the source's geometry file there too;
+    ``layer`` and ``simulator`` change its ``data_retrieval_layer`` keys, ``retrieval`` replaces the
+    section (another handler), ``geometry`` is a geometry file of one's own (the source writes none)."""
+    folder.mkdir(parents=True, exist_ok=True)
     yaml = YAML()
     document = yaml.load(EXAMPLE.read_text())
-    geometry = str(folder / "detector-from-source.geom")
+    written = str(folder / "detector-from-source.geom")
     if retrieval is not None:
         document["data_retrieval_layer"] = retrieval
     else:
         document["data_retrieval_layer"]["simulator"].update(url=free_tcp_url(), **(simulator or {}))
         document["data_retrieval_layer"]["relay_bind"] = free_tcp_url()
-    document["data_retrieval_layer"].update(geometry_file=geometry, **layer)
-    document["processing_layer"]["geometry_file"] = geometry
+    document["data_retrieval_layer"].update(geometry_file=None if geometry else written, **layer)
+    document["processing_layer"]["geometry_file"] = str(geometry or written)
     document["outputs"]["output_dir"] = str(folder / "output")
     document["outputs"]["results_stream"].update(url=free_tcp_url(), request_url=free_tcp_url())
     path = folder / "eiger2.yaml"

@@ -49,9 +49,9 @@ class SeriesStart:
     """Rows (``image_size_y``) and columns (``image_size_x``)."""
     dtype: np.dtype
     channels: tuple[str, ...]
-    pixel_size_m: float
-    beam_center_px: tuple[float, float]
-    """x (column), y (row) where the direct beam hits the detector, in pixels."""
+    pixel_size_m: float | None
+    beam_center_px: tuple[float, float] | None
+    """x (column), y (row) where the direct beam hits the detector, in pixels (None: not recorded)."""
     distance_m: float | None
     photon_energy_ev: float | None
     saturation_value: int | None
@@ -59,10 +59,12 @@ class SeriesStart:
     detector_description: str
     pixel_mask: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     """Channel -> uint32 mask (absent when the detector sends none: ``header_detail: basic``)."""
+    no_data_value: int | None = None
+    """What a pixel without data holds, where it is not the type's own (a hit file's float32 frames)."""
 
     @property
     def nodata(self) -> int:
-        return NODATA(self.dtype)
+        return NODATA(self.dtype) if self.no_data_value is None else self.no_data_value
 
     def valid_pixels(self, channel: str) -> np.ndarray:
         """True where a pixel of ``channel`` holds data by its mask (all, without a mask)."""

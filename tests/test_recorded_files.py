@@ -1,4 +1,5 @@
-"""Recorded NXmx files: single events by id, the split across workers, whole replays under ``mpirun``."""
+"""Recorded files (NXmx, the monitor's own CXI hits): single events by id, the split across workers, whole
+replays under ``mpirun``."""
 
 from __future__ import annotations
 
@@ -10,16 +11,18 @@ import pytest
 
 from eiger2_configs import example_config, run_monitor
 from handlers.file_replay import FileReplay, worker_share
-from handlers.nxmx_files import NxmxFileDataEventHandler, NxmxFileParameters
+from handlers.cxi_files import CxiHitFileDataEventHandler
+from handlers.nxmx_files import NxmxFileDataEventHandler
+from handlers.recorded_files import RecordedFilesParameters
 from helpers import assert_balanced
 from monitor.errors import ConfigurationError, DataExtractionError
 from nxmx_writer import write_nxmx
 from sources.counting import CountingFrame
 
 
-def handler(source: str, **changes) -> NxmxFileDataEventHandler:
-    parameters = NxmxFileParameters(data_event_handler="NxmxFileDataEventHandler", source=source, **changes)
-    return NxmxFileDataEventHandler(source=source, parameters=parameters)
+def handler(source: str, kind: type = NxmxFileDataEventHandler) -> NxmxFileDataEventHandler:
+    parameters = RecordedFilesParameters(data_event_handler=kind.__name__, source=source)
+    return kind(source=source, parameters=parameters)
 
 
 @pytest.mark.parametrize("layout", ["links", "vds"])
@@ -75,3 +78,28 @@ def test_a_replay_processes_every_image_once_and_ends_by_itself(tmp_path, ranks,
     assert abs(summary["hits"] - sum(truth)) <= 1, (summary["hits"], sum(truth))
     workers = [row["events"] for row in summary["per_rank"] if row["role"] == "worker"]
     assert len(workers) == ranks - 1 and sum(workers) == 60 and max(workers) - min(workers) <= 1
+
+
+@pytest.mark.slow
+def test_a_runs_hit_files_replayed_are_its_hits_again_with_their_event_ids(tmp_path):
+    live = example_config(tmp_path / "live", simulator={"detector": "500K", "dtype": "uint16", "frames": 100,
+                                                        "rate_hz": 200, "hit_fraction": 0.3})
+    done = run_monitor(2, live, tmp_path / "live.json")
+    assert done.returncode == 0, done.stderr
+    run = json.loads((tmp_path / "live.json").read_text())
+    run_dir = Path(run["output_dir"])
+    hit_files = str(run_dir / "*.cxi")
+    replay = example_config(tmp_path / "replay", geometry=run_dir / "detector.geom",
+                            retrieval={"data_event_handler": "CxiHitFileDataEventHandler", "source": hit_files})
+    done = run_monitor(3, replay, tmp_path / "replay.json")
+    assert done.returncode == 0, done.stderr
+    again = json.loads((tmp_path / "replay.json").read_text())
+    hits = run["hits"]
+    assert hits and again["events_processed"] == hits and again["events_failed"] == 0
+    assert_balanced(again, sent=hits)
+    assert again["hits"] == hits
+    files = handler(hit_files, CxiHitFileDataEventHandler)
+    files.initialize_event_data_retrieval()
+    first = files.retrieve_event_data("0")
+    assert 1_000_000_000 <= first["event_id"] < 1_000_000_100  # series 1's: the id it had in its run
+    assert first["detector_data"].valid.sum() < first["detector_data"].counts.size  # the file's mask
