@@ -9,7 +9,11 @@ the hit rate within one point of the simulator's truth.
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +23,7 @@ import pytest
 import zmq
 
 from eiger2_configs import example_config, run_monitor
-from helpers import assert_balanced, free_tcp_url
+from helpers import MPIRUN, assert_balanced, free_tcp_url
 from monitor.stream2.cbor import encode_array
 
 pytestmark = pytest.mark.slow
@@ -113,3 +117,34 @@ def test_bad_messages_are_counted_and_every_good_image_is_processed(tmp_path):
     assert summary["stream2_other_messages"] == {"mystery": 1}
     assert summary["stream2_series"][0]["series_unique_id"] == "series-seven"
     assert "pixels are uint32, the start message said uint16" in done.stderr
+
+
+def test_a_signal_ends_the_series_behind_the_images_handed_on(tmp_path):
+    """The relay takes no more images and ends the series; what the simulator had sent past it is
+    ``dropped: stop``, and every image handed on is processed."""
+    config = example_config(tmp_path, simulator={"detector": "500K", "dtype": "uint16", "frames": 100_000,
+                                                 "rate_hz": 100})
+    summary_file = tmp_path / "summary.json"
+    monitor = subprocess.Popen([str(MPIRUN), "-n", "3", sys.executable, "-m", "monitor", str(config),
+                                "--summary-json", str(summary_file)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and monitor.poll() is None:
+            try:
+                if json.loads(summary_file.read_text()).get("events_processed", 0) >= 20:
+                    break
+            except (OSError, ValueError):  # no checkpoint yet
+                pass
+            time.sleep(0.1)
+        monitor.send_signal(signal.SIGINT)
+        _, stderr = monitor.communicate(timeout=120)
+    finally:
+        if monitor.poll() is None:
+            monitor.kill()
+    assert monitor.returncode == 0, stderr
+    summary = json.loads(summary_file.read_text())
+    [series] = summary["stream2_series"]
+    assert series["ended"] == "stopped" and summary["events_processed"] == series["images"] >= 20
+    accounting = assert_balanced(summary, sent=summary["simulated_frames"])
+    assert set(accounting["dropped"]) <= {"stop"} and summary["events_failed"] == 0
