@@ -33,7 +33,7 @@ from typing import Any, Literal
 import zmq
 from pydantic import Field, field_validator, model_validator
 
-from handlers.counting_parameters import CountingSourceParameters
+from handlers.parameters import CountingSourceParameters
 from handlers.protocol import Event
 from monitor.bind_check import Listener, tcp_listener
 from monitor.endpoints import Endpoint, check_endpoint

@@ -1,15 +1,15 @@
 """The data event handler of recorded files, whatever their format: events split over the workers, the
 run ended by the last, one event retrieved alone.
 
-A format brings a reader (:class:`RecordedFile`: the series it describes,
-its frames, one frame's pixels); the handler replays the files' frames
-through the counting data sources (:mod:`sources.stream2`), so recorded
-images meet the same checks and pipeline as streamed ones: counts are photons
-(``processing_layer.calibration: photon_counting``), the file's mask and
-no-data value mark invalid pixels.  With ``geometry_file`` the collecting node
-writes the first file's detector there (CrystFEL) before the pipeline reads
-``processing_layer.geometry_file``.  ``retrieve_event_data("17")`` (the 18th
-frame over all files) or ``retrieve_event_data("FILE//17")`` opens one frame.
+A format brings a reader (:class:`RecordedFile`: its frames, and what one
+frame puts into its event) and the data sources that read such events: the
+counting sources (:mod:`sources.stream2`) for images of counts, so recorded
+images meet the same checks and pipeline as streamed ones, or the JUNGFRAU
+sources for raw frames, calibrated as on the stream.  With ``geometry_file``
+the collecting node writes the first file's detector (its ``start``) there,
+as a CrystFEL geometry, before the pipeline reads ``processing_layer.geometry_file``.
+``retrieve_event_data("17")`` (the 18th frame over all files) or
+``retrieve_event_data("FILE//17")`` opens one frame.
 """
 
 from __future__ import annotations
@@ -18,15 +18,14 @@ from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-import numpy as np
+from pydantic import BaseModel
 
-from handlers.counting_parameters import CountingSourceParameters
+from handlers.parameters import CountingSourceParameters
 from handlers.file_replay import FileEvent, FileReplay, matching_files, worker_share
 from handlers.protocol import Event
-from monitor.errors import DataExtractionError
-from monitor.stream2.messages import Image, SeriesStart
+from monitor.errors import ConfigurationError, DataExtractionError
 from sources.protocol import extract_all
-from sources.stream2 import DATA_SOURCES, SeriesFrames, write_geometry
+from sources.stream2 import DATA_SOURCES, write_geometry
 
 __all__ = ["RecordedFile", "RecordedFilesHandler", "RecordedFilesParameters"]
 
@@ -34,18 +33,12 @@ __all__ = ["RecordedFile", "RecordedFilesHandler", "RecordedFilesParameters"]
 class RecordedFile(Protocol):
     """One open file of frames."""
 
-    start: SeriesStart
-    """What its frames share: size, type, mask, and what it says of the experiment."""
-
     @property
     def frames(self) -> int: ...
 
-    def image(self, frame: int) -> np.ndarray:
-        """The pixels of frame ``frame``; DataExtractionError if it cannot be read."""
-        ...
-
-    def event_id(self, frame: int, index: int) -> int:
-        """The event id of frame ``frame``, the ``index``-th of the replay."""
+    def event_data(self, frame: int, index: int) -> dict[str, Any]:
+        """What frame ``frame`` (the ``index``-th of the replay) puts into its event for the data
+        sources; DataExtractionError if it cannot be read."""
         ...
 
     def close(self) -> None: ...
@@ -61,16 +54,18 @@ class RecordedFilesParameters(CountingSourceParameters):
 class RecordedFilesHandler:
     """A data event handler for recorded files of one kind (interface: handlers.protocol).
 
-    A subclass names its ``Parameters`` and its ``reader`` (path, series number -> :class:`RecordedFile`).
+    A subclass names its ``reader`` (path, series number -> :class:`RecordedFile`), and its
+    ``Parameters`` and ``data_sources`` where they are not the counting ones.
     """
 
-    Parameters: type[RecordedFilesParameters] = RecordedFilesParameters
+    Parameters: type[BaseModel] = RecordedFilesParameters
     reader: Callable[[Path, int], RecordedFile]
+    data_sources: dict[str, type] = DATA_SOURCES
 
     def __init__(self, *, source: str, parameters: RecordedFilesParameters) -> None:
         self._parameters = parameters
-        self._sources = {name: DATA_SOURCES[name]() for name in parameters.required_data}
-        self._files: dict[Path, tuple[RecordedFile, SeriesFrames]] = {}
+        self._sources = {name: self.data_sources[name]() for name in parameters.required_data}
+        self._files: dict[Path, RecordedFile] = {}
         self._replay: FileReplay | None = None
         self._total = 0
 
@@ -84,18 +79,20 @@ class RecordedFilesHandler:
         """Open every file (its experiment, its image count) and order their events."""
         if self._replay is None:
             for number, path in enumerate(matching_files(self._parameters.source)):
-                recorded = self.reader(path, number)
-                self._files[path] = (recorded, SeriesFrames.of(recorded.start, None))
-            self._replay = FileReplay(list(self._files), [f.frames for f, _ in self._files.values()])
+                self._files[path] = self.reader(path, number)
+            self._replay = FileReplay(list(self._files), [f.frames for f in self._files.values()])
             self._total = len(self._replay)
         return self._replay
 
     def initialize_event_handling_on_collecting_node(self, *, node_rank: int, node_pool_size: int) -> None:
         """Check every file opens; write the first file's geometry if asked."""
         self._open()
-        if self._parameters.geometry_file is not None:
-            first, _ = next(iter(self._files.values()))
-            write_geometry(self._parameters.geometry_file, first.start)
+        geometry_file = getattr(self._parameters, "geometry_file", None)
+        if geometry_file is not None:
+            start = getattr(next(iter(self._files.values())), "start", None)
+            if start is None:
+                raise ConfigurationError("data_retrieval_layer.geometry_file: these files describe no detector")
+            write_geometry(geometry_file, start)
 
     def collecting_node_status(self) -> dict[str, Any]:
         return {"frames_expected": len(self._open())}
@@ -110,7 +107,7 @@ class RecordedFilesHandler:
 
     def end_event_handling_on_collecting_node(self, *, node_rank: int, node_pool_size: int) -> dict[str, Any]:
         """The files replayed and their images."""
-        files = [{"file": str(path), "images": recorded.frames} for path, (recorded, _) in self._files.items()]
+        files = [{"file": str(path), "images": recorded.frames} for path, recorded in self._files.items()]
         self._close()
         return {"replayed_files": files}
 
@@ -133,13 +130,14 @@ class RecordedFilesHandler:
         file_event = event.get("file_event")
         if not isinstance(file_event, FileEvent):
             raise DataExtractionError("event holds no file frame")
-        recorded, series = self._files[file_event.path]
-        image = Image(series_id=0, image_id=recorded.event_id(file_event.frame, file_event.index),
-                      data={series.channel: recorded.image(file_event.frame)}, start_time_s=None)
-        event.update(image=image, series=series)  # type: ignore[typeddict-unknown-key]
+        data = self._files[file_event.path].event_data(file_event.frame, file_event.index)
+        event.update(data)  # type: ignore[typeddict-item]
+        event["opened"] = tuple(data)  # type: ignore[typeddict-unknown-key]
 
     def close_event(self, *, event: Event) -> None:
-        event.pop("image", None)  # type: ignore[misc]
+        """Let the frame's buffers go now rather than at the next event."""
+        for key in event.pop("opened", ()):  # type: ignore[misc]
+            event.pop(key, None)  # type: ignore[misc]
 
     def extract_data(self, *, event: Event) -> dict[str, Any]:
         return extract_all(self._sources, event)
@@ -161,7 +159,7 @@ class RecordedFilesHandler:
             self.close_event(event=event)
 
     def _close(self) -> None:
-        for recorded, _ in self._files.values():
+        for recorded in self._files.values():
             recorded.close()
         self._files.clear()
         self._replay = None

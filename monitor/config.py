@@ -42,6 +42,7 @@ HANDLERS: dict[str, str] = {
     "DectrisStream2ZmqDataEventHandler": "handlers.dectris_stream2:DectrisStream2ZmqDataEventHandler",
     "NxmxFileDataEventHandler": "handlers.nxmx_files:NxmxFileDataEventHandler",
     "CxiHitFileDataEventHandler": "handlers.cxi_files:CxiHitFileDataEventHandler",
+    "SlsReceiverFileDataEventHandler": "handlers.slsreceiver_files:SlsReceiverFileDataEventHandler",
 }
 """Data event handlers a YAML file may name, and where they live."""
 

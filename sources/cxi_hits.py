@@ -11,6 +11,7 @@ names as it is.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import h5py
 import hdf5plugin  # noqa: F401  (registers the filters hit files may be compressed with)
@@ -19,6 +20,7 @@ import numpy as np
 from monitor.errors import ConfigurationError, DataExtractionError
 from monitor.outputs.stored_pixels import INVALID_PIXEL
 from monitor.stream2.messages import SeriesStart
+from sources.stream2 import SeriesFrames
 
 __all__ = ["CxiHitFile"]
 
@@ -48,6 +50,7 @@ class CxiHitFile:
             saturation_value=None, number_of_images=self.frames, detector_description="hits of a monitor run",
             pixel_mask={"default": np.asarray(mask, dtype=np.uint32)}, no_data_value=INVALID_PIXEL,
         )
+        self._series = SeriesFrames.of(self.start, None)
 
     @property
     def frames(self) -> int:
@@ -59,9 +62,9 @@ class CxiHitFile:
         except (OSError, ValueError, IndexError) as error:
             raise DataExtractionError(f"{self.path}//{frame}: cannot read ({error})") from None
 
-    def event_id(self, frame: int, index: int) -> int:
-        """The id the hit had in its run: a replay keeps it."""
-        return int(self._event_ids[frame])
+    def event_data(self, frame: int, index: int) -> dict[str, Any]:
+        """The hit as a counting frame, with the id it had in its run (a replay keeps it)."""
+        return self._series.event(int(self._event_ids[frame]), self.image(frame))
 
     def close(self) -> None:
         self._file.close()

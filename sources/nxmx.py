@@ -13,6 +13,7 @@ go through the same data sources and checks as streamed ones.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import h5py
 import hdf5plugin  # noqa: F401  (registers the bitshuffle, LZ4 and Zstd filters with HDF5)
@@ -20,6 +21,7 @@ import numpy as np
 
 from monitor.errors import ConfigurationError, DataExtractionError
 from monitor.stream2.messages import SeriesStart
+from sources.stream2 import SeriesFrames
 
 __all__ = ["NxmxMaster"]
 
@@ -51,14 +53,16 @@ class NxmxMaster:
         if not self.datasets or any(d.ndim != 3 for d in self.datasets):
             raise ConfigurationError(f"{path}: /entry/data holds no stack of images (or a link to a missing file)")
         self.start = self._experiment(series_id)
+        self._series = SeriesFrames.of(self.start, None)
 
     @property
     def frames(self) -> int:
         return sum(dataset.shape[0] for dataset in self.datasets)
 
-    def event_id(self, frame: int, index: int) -> int:
-        """A master's images carry no id of their own: the replay's index is the event id."""
-        return index
+    def event_data(self, frame: int, index: int) -> dict[str, Any]:
+        """The image as a counting frame of this master's series; its id is the replay's index (a
+        master's images carry no id of their own)."""
+        return self._series.event(index, self.image(frame))
 
     def _experiment(self, series_id: int) -> SeriesStart:
         f = self._file

@@ -54,6 +54,11 @@ class SeriesFrames:
         valid.flags.writeable = False
         return cls(start, chosen, valid)
 
+    def event(self, image_id: int, pixels: np.ndarray) -> dict[str, Any]:
+        """What a recorded image of this series puts into its event (see ``handlers.recorded_files``)."""
+        return {"image": Image(series_id=0, image_id=image_id, data={self.channel: pixels}, start_time_s=None),
+                "series": self}
+
     def frame(self, image: Image) -> CountingFrame:
         """The image's channel, checked against the start message (a wrong type or size is one event's error)."""
         counts = image.data.get(self.channel)

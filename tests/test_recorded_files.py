@@ -6,22 +6,25 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
+from ruamel.yaml import YAML
 
 from eiger2_configs import example_config, run_monitor
 from handlers.file_replay import FileReplay, worker_share
 from handlers.cxi_files import CxiHitFileDataEventHandler
 from handlers.nxmx_files import NxmxFileDataEventHandler
-from handlers.recorded_files import RecordedFilesParameters
+from handlers.slsreceiver_files import SlsReceiverFileDataEventHandler
 from helpers import assert_balanced
 from monitor.errors import ConfigurationError, DataExtractionError
+from monitor.simulation import SimulatedJungfrau1M
 from nxmx_writer import write_nxmx
 from sources.counting import CountingFrame
 
 
 def handler(source: str, kind: type = NxmxFileDataEventHandler) -> NxmxFileDataEventHandler:
-    parameters = RecordedFilesParameters(data_event_handler=kind.__name__, source=source)
+    parameters = kind.Parameters(data_event_handler=kind.__name__, source=source)
     return kind(source=source, parameters=parameters)
 
 
@@ -103,3 +106,55 @@ def test_a_runs_hit_files_replayed_are_its_hits_again_with_their_event_ids(tmp_p
     first = files.retrieve_event_data("0")
     assert 1_000_000_000 <= first["event_id"] < 1_000_000_100  # series 1's: the id it had in its run
     assert first["detector_data"].valid.sum() < first["detector_data"].counts.size  # the file's mask
+
+
+def write_slsreceiver_run(folder: Path, *, files: int, frames_per_file: int) -> list[int]:
+    """slsReceiver's layout of a simulated JUNGFRAU 1M run (``run_dM_fN_0.h5``, one per module); the
+    frame numbers of its hits by the simulator's truth."""
+    detector = SimulatedJungfrau1M(seed=0, crystal="medium", hit_fraction=0.25)
+    folder.mkdir(parents=True, exist_ok=True)
+    hits = []
+    for file in range(files):
+        numbers = np.arange(1 + file * frames_per_file, 1 + (file + 1) * frames_per_file)
+        frames = []
+        for number in numbers:
+            raw, truth = detector.frame(int(number))
+            frames.append(raw)
+            hits += [int(number)] if truth.is_hit else []
+        stack = np.stack(frames)
+        for module in range(2):
+            with h5py.File(folder / f"run_d{module}_f{file}_0.h5", "w") as f:
+                f["data"] = stack[:, module * 512 : (module + 1) * 512]
+                f["frame number"] = numbers.astype(np.uint64)
+    return hits
+
+
+def test_an_slsreceiver_frame_is_the_frame_the_stream_brings(tmp_path):
+    write_slsreceiver_run(tmp_path, files=1, frames_per_file=3)
+    files = handler(str(tmp_path / "run_d0_f*_0.h5"), SlsReceiverFileDataEventHandler)
+    files.initialize_event_data_retrieval()
+    data = files.retrieve_event_data(f"{tmp_path / 'run_d0_f0_0.h5'}//2")
+    raw, _ = SimulatedJungfrau1M(seed=0, crystal="medium", hit_fraction=0.25).frame(3)
+    assert data["event_id"] == 3
+    assert [row for row, _ in data["detector_modules"].bands] == [0, 512]
+    assert np.array_equal(np.concatenate([band for _, band in data["detector_modules"].bands]), raw)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ranks", [2, 5])
+def test_a_recorded_jungfrau_run_is_calibrated_and_replayed_once_at_the_true_hits(tmp_path, config_factory, ranks):
+    hits = write_slsreceiver_run(tmp_path / "data", files=2, frames_per_file=30)
+    config = config_factory()  # the shipped monitor.yaml: the simulated detector's calibration and truth
+    yaml = YAML()
+    document = yaml.load(config.read_text())
+    document["data_retrieval_layer"] = {"data_event_handler": "SlsReceiverFileDataEventHandler",
+                                        "source": str(tmp_path / "data" / "run_d0_f*_0.h5")}
+    with config.open("w") as stream:
+        yaml.dump(document, stream)
+    summary_file = tmp_path / "summary.json"
+    done = run_monitor(ranks, config, summary_file)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(summary_file.read_text())
+    assert summary["events_processed"] == 60 and summary["events_failed"] == 0
+    assert_balanced(summary, sent=60)
+    assert abs(summary["hits"] - len(hits)) <= 1, (summary["hits"], len(hits))

@@ -1,4 +1,4 @@
-"""The YAML keys shared by the handlers of photon-counting sources (Stream V2, NXmx files)."""
+"""The YAML keys handlers share: every handler's, and those of the photon-counting sources (Stream V2, files)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["CountingSourceParameters"]
+__all__ = ["CountingSourceParameters", "HandlerParameters"]
 
 
-class CountingSourceParameters(BaseModel):
-    """Keys every counting-source handler reads; each handler's model adds its own."""
+class HandlerParameters(BaseModel):
+    """Keys every handler reads; each handler's model adds its own."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -19,6 +19,11 @@ class CountingSourceParameters(BaseModel):
     source: str
     collector_rank: Literal["first", "last"] = "first"
     skip_rank_finalization: bool = False
+
+
+class CountingSourceParameters(HandlerParameters):
+    """Keys of the handlers whose frames are counts of photons."""
+
     required_data: list[Literal["detector_data", "timestamp", "event_id"]] = Field(
         default_factory=lambda: ["detector_data", "timestamp", "event_id"], min_length=1
     )
