@@ -26,8 +26,7 @@ rings of water and ice are followed exactly):
    a background of 0.001 (where a Gaussian ``(S - B)/sqrt(B)`` calls 2 photons
    a 20-sigma event) and for heavy ones alike.  The 3 x 3 box suits spots under
    a pixel wide, the 5 x 5 box spots of 1-2 pixels.  A seed passes when
-   either box reaches ``min_significance`` and holds ``min_photons`` above
-   ``B``.
+   either box reaches the frame's cut and holds ``min_photons`` above ``B``.
 3. **One spot per maximum.** A passing seed is a spot's centre when no passing
    seed within 2 pixels has more photons above background in its 5 x 5 box.
 4. **Integration over the footprint**: the photons above background within
@@ -43,13 +42,13 @@ Positions are raw-frame pixel coordinates with pixel centres at integers
 :class:`~monitor.processing.radial_search.PeakList`, so hit files, the live
 feed, the results stream and the truth comparison take either finder's spots.
 
-Why these defaults.  ``min_significance`` 5: a frame of a JUNGFRAU 1M holds up
-to ~10^5 seeds at 0.1 photons a pixel, tested with two boxes each; a one-sided
-5-sigma tail (3 x 10^-7) leaves ~0.05 chance spots a frame at worst and none
-at low background.  ``min_photons`` 3: below it no box is a spot whatever its
-significance (at 0.001 photons a pixel two photons side by side are a
-"significant" 6-sigma pair, and a frame has a few).  ``integration_radius``
-3.5 pixels holds 99 % of a 1-pixel-wide spot and 90 % of a 1.6-pixel one.
+Why these defaults.  The cut is set by ``chance_spots_per_frame`` (0.01): a
+JUNGFRAU 1M frame holds ~1.5 x 10^5 independent 3 x 3 and 5 x 5 boxes, and the
+one-sided Gaussian tail 0.01 / 1.5 x 10^5 is 5.3 sigma (never below
+``min_significance``).  ``min_photons`` 3: below it no box is a spot whatever
+its significance (at 0.001 photons a pixel two photons side by side are a
+"significant" pair, and a frame has a few).  ``integration_radius`` 3.5 pixels
+holds 99 % of a 1-pixel-wide spot and 90 % of a 1.6-pixel one.
 """
 
 from __future__ import annotations
@@ -149,13 +148,37 @@ def _box(
 
 
 @numba.njit(cache=True, nogil=True)
+def _photons_only(
+    data: np.ndarray, mask: np.ndarray, i0: int, j0: int, r0: int, r1: int, c0: int, c1: int,
+) -> tuple[float, float, float, float]:
+    """Photons and valid pixels of the 3x3 and the 5x5 box at (i0, j0) inside rows [r0, r1), columns [c0, c1)."""
+    s3 = 0.0
+    n3 = 0.0
+    s5 = 0.0
+    n5 = 0.0
+    for i in range(max(i0 - 2, r0), min(i0 + 3, r1)):
+        for j in range(max(j0 - 2, c0), min(j0 + 3, c1)):
+            if mask[i, j]:
+                s5 += data[i, j]
+                n5 += 1.0
+                if abs(i - i0) <= 1 and abs(j - j0) <= 1:
+                    s3 += data[i, j]
+                    n3 += 1.0
+    return s3, n3, s5, n5
+
+
+@numba.njit(cache=True, nogil=True)
 def _candidates(
     data: np.ndarray, mask: np.ndarray, bins: np.ndarray, mean: np.ndarray, noise_var: np.ndarray, in_range: np.ndarray,
-    seeds: np.ndarray, n_seeds: int, asic_rows: int, asic_cols: int, min_significance: float, min_photons: float,
-    seed_floor: np.ndarray, score: np.ndarray, out_index: np.ndarray,
+    least_mean: np.ndarray, seeds: np.ndarray, n_seeds: int, asic_rows: int, asic_cols: int, min_significance: float,
+    min_photons: float, seed_floor: np.ndarray, score: np.ndarray, out_index: np.ndarray,
 ) -> int:
     """Seeds whose 3x3 or 5x5 box is significant; ``score`` (a zeroed frame) gets each one's excess photons
-    in its 5x5 box.  Returns how many (listed in ``out_index``)."""
+    in its 5x5 box.  Returns how many (listed in ``out_index``).
+
+    Most seeds on a heavy background are lone photons: their boxes' photons alone, less the least
+    background any pixel within 3 rings could have (``least_mean``), already fall short of
+    ``min_photons``, and their expected background is never summed."""
     rows, cols = data.shape
     scan_all = n_seeds > seeds.shape[0]
     n = 0
@@ -167,6 +190,10 @@ def _candidates(
             continue
         r0 = (i0 // asic_rows) * asic_rows
         c0 = (j0 // asic_cols) * asic_cols
+        s3, n3, s5, n5 = _photons_only(data, mask, i0, j0, r0, r0 + asic_rows, c0, c0 + asic_cols)
+        least = least_mean[bins[i0, j0]]
+        if s3 - n3 * least < min_photons and s5 - n5 * least < min_photons:
+            continue
         s3, b3 = _box(data, mask, bins, mean, noise_var, i0, j0, 1, r0, r0 + asic_rows, c0, c0 + asic_cols)
         s5, b5 = _box(data, mask, bins, mean, noise_var, i0, j0, 2, r0, r0 + asic_rows, c0, c0 + asic_cols)
         small = s3 - b3 >= min_photons and _significance(s3, b3) >= min_significance
@@ -339,8 +366,10 @@ class SpotFinder:
         )
         rows, cols = p.asic_shape
         self.significance = max(p.min_significance, _one_sided_sigma(p.chance_spots_per_frame / self._boxes))
+        least_mean = -np.lib.stride_tricks.sliding_window_view(np.pad(-self._mean, 3, mode="edge"), 7).max(axis=1)
         n_candidates = _candidates(
-            data, mask, self.bins, self._mean, self._noise_var, radial.in_range, radial.seeds, n_seeds, rows, cols,
+            data, mask, self.bins, self._mean, self._noise_var, radial.in_range, least_mean, radial.seeds, n_seeds,
+            rows, cols,
             self.significance, p.min_photons, self.seed_floor, self._score, self._candidates,
         )
         listed = self._candidates[:n_candidates]
