@@ -10,7 +10,7 @@ MPIRUN := $(VENV)/bin/mpirun
 RANKS  ?= 8
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-unit test-mpi test-slurm test-openmpi bench bench-scaling clean
+.PHONY: demo test test-unit test-mpi test-slurm test-two-nodes test-openmpi bench bench-scaling clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ test-mpi: $(STAMP)
 test-slurm: $(STAMP)
 	$(PY) -m pytest -q tests/test_slurm.py
 
+# The shipped batch script across two SLURM nodes: two network/UTS/mount namespaces of this machine
+# joined by a veth pair, one shared disk (root, slurm-wlm, munge, iproute2).
+test-two-nodes: $(STAMP)
+	$(PY) -m pytest -q tests/test_slurm_two_nodes.py
+
 # A site MPI, for real: mpi4py built against Debian's Open MPI (apt-get install openmpi-bin
 # libopenmpi-dev) in a venv of its own, then the MPI layer, a whole run and the SLURM tests
 # (srun --mpi=pmix) on it. Open MPI needs --oversubscribe for more ranks than cores, and
@@ -60,7 +65,7 @@ $(OMPI_STAMP): setup.cfg pyproject.toml
 test-openmpi: $(OMPI_STAMP)
 	$(call MPI_LAYER_TESTS,$(OMPI_MPIRUN),2,$(OMPI_PY))
 	$(call MPI_LAYER_TESTS,$(OMPI_MPIRUN),5,$(OMPI_PY))
-	$(OMPI_PY) -m pytest -q tests/test_open_mpi.py tests/test_slurm.py
+	$(OMPI_PY) -m pytest -q tests/test_open_mpi.py tests/test_slurm.py tests/test_slurm_two_nodes.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_framework.py

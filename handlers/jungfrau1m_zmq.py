@@ -11,12 +11,11 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Generator
 from pathlib import Path
+from subprocess import Popen
 from typing import Any, Literal
 
 import zmq
@@ -25,8 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from handlers.protocol import Event
 from monitor.assembler import AssemblerParameters, AssemblerProcess, AssemblerStats, start_assembler
 from monitor.child_watch import ChildWatch
+from monitor.children import start_module, stop_process
 from monitor.bind_check import Listener, tcp_listener
-from monitor.endpoints import check_endpoint, endpoint_with_port_offset
+from monitor.endpoints import check_endpoint, endpoint_for_peers, endpoint_with_port_offset
 from monitor.errors import WireFormatError
 from monitor.simulate import SimulatorParameters
 from monitor.wire import SyncEnd, SyncFrame, SyncStart, parse_sync_message
@@ -87,8 +87,6 @@ class DataRetrievalLayerParameters(BaseModel):
         if self.starts_assembler:
             if self.assembler is None:
                 raise ValueError(f"source {self.source!r} needs an `assembler` section (its streams and bind)")
-            if "*" in self.assembler.bind:
-                raise ValueError("assembler.bind must name this node's host, not *: workers connect to it")
         return self
 
     @property
@@ -97,7 +95,7 @@ class DataRetrievalLayerParameters(BaseModel):
 
     @property
     def url(self) -> str:
-        """Where workers connect."""
+        """The frame sender's socket: what the assembler or simulator binds, or the external sender's."""
         if self.starts_assembler:
             return self.assembler.bind
         return self.simulator.url if self.source == SIMULATOR else self.source
@@ -114,7 +112,7 @@ class Jungfrau1MZmqDataEventHandler:
         self._sources = {name: DATA_SOURCES[name]() for name in parameters.required_data}
         self._context: zmq.Context | None = None
         self._socket: zmq.Socket | None = None
-        self._simulator: subprocess.Popen[bytes] | None = None
+        self._simulator: Popen[bytes] | None = None
         self._truth_file: Path | None = None
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
         self._assembler: AssemblerProcess | None = None
@@ -124,6 +122,15 @@ class Jungfrau1MZmqDataEventHandler:
         self._final_assembly: dict[str, Any] | None = None
         self._simulated: dict[str, Any] = {}
         self._children = ChildWatch()
+        self._workers_url = parameters.url
+
+    def connect_workers_to(self, collector_host: str) -> str:
+        """The URL workers connect to: the frame sender's, where a sender this node starts binding
+        every interface (``tcp://*:5555``) is reached by the collector's host name."""
+        started_here = self._parameters.starts_assembler or self._source == SIMULATOR
+        self._workers_url = (endpoint_for_peers(self._parameters.url, collector_host) if started_here
+                             else self._parameters.url)
+        return self._workers_url
 
     def designated_collector_rank(self) -> Literal["first", "last"]:
         return self._parameters.collector_rank
@@ -174,8 +181,7 @@ class Jungfrau1MZmqDataEventHandler:
         if simulator.truth_file is None:  # keep the truth anyway: the summary compares against it
             simulator = simulator.model_copy(update={"truth_file": self._scratch_dir() / "truth.jsonl"})
         self._truth_file = simulator.truth_file
-        command = [sys.executable, "-m", "monitor.simulate", "--exit-with-parent", *simulator.command_line()]
-        self._simulator = subprocess.Popen(command, start_new_session=True)  # see start_assembler
+        self._simulator = start_module("monitor.simulate", ["--exit-with-parent", *simulator.command_line()])
         atexit.register(self._stop_simulator)
         self._children.watch("simulator", "the simulated detector", self._simulator, finishes_alone=True)
         log.info("started the simulated JUNGFRAU 1M on %s (pid %d)", self._parameters.url, self._simulator.pid)
@@ -285,14 +291,8 @@ class Jungfrau1MZmqDataEventHandler:
         return accounting
 
     def _stop_simulator(self) -> None:
-        if self._simulator is not None and self._simulator.poll() is None:
-            self._simulator.terminate()
         if self._simulator is not None:
-            try:
-                self._simulator.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._simulator.kill()
-                self._simulator.wait()
+            stop_process(self._simulator)
 
     def initialize_event_handling_on_processing_node(self, *, node_rank: int, node_pool_size: int) -> None:
         """Connect this worker's PULL socket; the sender spreads frames across workers."""
@@ -303,7 +303,7 @@ class Jungfrau1MZmqDataEventHandler:
         socket.setsockopt(zmq.RCVHWM, self._parameters.receive_hwm)
         socket.setsockopt(zmq.MAXMSGSIZE, ZMQ_SIZE_LIMIT_FACTOR * self._parameters.max_message_bytes)
         socket.setsockopt(zmq.LINGER, 0)
-        socket.connect(self._parameters.url)
+        socket.connect(self._workers_url)
         self._socket = socket
 
     def event_generator(self, *, node_rank: int, node_pool_size: int) -> Generator[Event, None, None]:

@@ -14,9 +14,10 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterable
 
+from monitor.endpoints import is_loopback
 from monitor.errors import ConfigurationError
 
-__all__ = ["Listener", "check_listeners", "tcp_listener"]
+__all__ = ["Listener", "check_listeners", "check_reachable", "tcp_listener"]
 
 Listener = tuple[str, str, int]
 """(configuration key, host, port) of one address the run will bind."""
@@ -63,3 +64,15 @@ def _why_unbindable(host: str, port: int) -> str | None:
         except OSError as error:
             return error.strerror or str(error)
     return None
+
+
+def check_reachable(url: str | None, *, here: str | None, remote_hosts: list[str]) -> None:
+    """Raise :class:`ConfigurationError` when workers on other hosts would connect to a loopback
+    address: they would reach nothing (or some other program on their own host) and wait for ever."""
+    if url is None or not remote_hosts or not is_loopback(url):
+        return
+    port = url.rpartition(":")[2]
+    raise ConfigurationError(
+        f"data_retrieval_layer: workers on {', '.join(sorted(set(remote_hosts)))} would connect to {url}, "
+        f"their own loopback: bind the frame sender to every interface (tcp://*:{port}; workers then "
+        f"connect to {here}) or to {here}'s name")

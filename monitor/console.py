@@ -101,8 +101,12 @@ def format_summary(summary: dict[str, Any]) -> str:
         if isinstance(value, (dict, list)):
             value = ", ".join(f"{k}: {v}" for k, v in value.items()) if isinstance(value, dict) else "; ".join(map(str, value))
         lines.append(f"{key:<{width}}  {_figure(value)}")
-    lines += ["", f"{'rank':>4}  {'role':<9}  {'events':>8}  {'failed':>6}  {'MB in':>9}  {'busy s':>7}  {'cpu s':>7}  {'wall s':>7}"]
-    for row in summary.get("per_rank", []):
-        lines.append(f"{row['rank']:>4}  {row['role']:<9}  {row['events']:>8,}  {row['failed']:>6,}  "
-                     f"{row['bytes'] / 1e6:>9,.1f}  {row['busy_s']:>7.2f}  {row['cpu_s']:>7.2f}  {row['wall_s']:>7.2f}")
+    rows = summary.get("per_rank", [])
+    host_width = max([4, *(len(str(row.get("host") or "")) for row in rows)])
+    lines += ["", f"{'rank':>4}  {'host':<{host_width}}  {'role':<9}  {'events':>8}  {'failed':>6}  {'MB in':>9}  "
+                  f"{'busy s':>7}  {'cpu s':>7}  {'wall s':>7}"]
+    for row in rows:
+        lines.append(f"{row['rank']:>4}  {row.get('host') or '?':<{host_width}}  {row['role']:<9}  {row['events']:>8,}  "
+                     f"{row['failed']:>6,}  {row['bytes'] / 1e6:>9,.1f}  {row['busy_s']:>7.2f}  {row['cpu_s']:>7.2f}  "
+                     f"{row['wall_s']:>7.2f}")
     return "\n".join(lines)

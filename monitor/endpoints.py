@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator
 
-__all__ = ["Endpoint", "check_endpoint", "endpoint_with_port_offset"]
+__all__ = ["Endpoint", "check_endpoint", "endpoint_for_peers", "endpoint_with_port_offset", "is_loopback"]
 
 _TCP = re.compile(r"^tcp://(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.*-]+):(?P<port>\d+|\*)$")
 _OTHER = re.compile(r"^(ipc|inproc)://.+$")
@@ -43,3 +43,24 @@ def endpoint_with_port_offset(url: str, offset: int) -> str:
             return url
         raise ValueError(f"{url!r} has no port to count up from")
     return f"tcp://{match['host']}:{int(match['port']) + offset}"
+
+
+_WILDCARD_HOSTS = {"*", "0.0.0.0", "[::]"}
+_LOOPBACK_NAMES = {"localhost", "[::1]", "ip6-localhost"}
+
+
+def endpoint_for_peers(url: str, host: str) -> str:
+    """Where peers connect to a socket bound on ``url``: a wildcard host (every interface) becomes
+    ``host``, the binding node's name; a named host stays."""
+    match = _TCP.match(url)
+    if match is None or match["host"] not in _WILDCARD_HOSTS:
+        return url
+    return f"tcp://{host}:{match['port']}"
+
+
+def is_loopback(url: str) -> bool:
+    """True for a TCP endpoint only this host can reach (127.x, ::1, localhost); ipc and inproc too."""
+    match = _TCP.match(url)
+    if match is None:
+        return True
+    return match["host"].startswith("127.") or match["host"] in _LOOPBACK_NAMES

@@ -9,6 +9,14 @@ readable the moment a process ends.  It holds the job's stderr, which the
 launcher still forwards, so its one line reaches the user; once the collector is
 gone too, it marks the summary checkpoints as killed, naming the rank.
 
+A job across hosts has one watch per host: the collector's on its own, and on
+each other host one started by the lowest rank there (a *node watch*), which
+names a rank of its host with the host's name.  The run folder is shared, so a
+node watch marks the checkpoints itself, at once (the launcher may kill it
+with the step) and again when its rank is gone; the collector's watch, seeing
+the collector killed with no death of its own to tell, waits a moment for a
+node watch's mark before it blames the collector.
+
 Its standard input comes from the collector: ``watch RANK PID`` lines name the
 ranks to watch, ``end`` says the run is ending as it should (ranks exit from
 then on), and the end of input means the collector itself is gone.  It imports
@@ -23,6 +31,7 @@ import logging
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -37,6 +46,10 @@ log = logging.getLogger(__name__)
 
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
+NODE_WATCH_GRACE_S = 1.0
+"""How long the collector's watch waits, after the collector was killed, for a node watch to name
+a rank of another host that died first."""
+
 
 class RankWatch:
     """The collector's end of the watch: names ranks to it, and says when the run ends in order."""
@@ -45,9 +58,12 @@ class RankWatch:
         self._process = process
 
     @classmethod
-    def start(cls, *, collector_rank: int, checkpoints: list[Path]) -> RankWatch:
-        """Start the watch process; without one (it could not start) the run goes on unwatched."""
-        command = [sys.executable, "-m", "monitor.rank_watch", "--collector", str(collector_rank), str(os.getpid())]
+    def start(cls, *, rank: int, checkpoints: list[Path], node: bool = False) -> RankWatch:
+        """Start the watch process for this rank (the collector's, or with ``node`` another host's);
+        without one (it could not start) the run goes on unwatched."""
+        command = [sys.executable, "-m", "monitor.rank_watch", "--parent", str(rank), str(os.getpid())]
+        if node:
+            command.append("--node")
         for path in checkpoints:
             command += ["--checkpoint", str(path)]
         environment = dict(os.environ)
@@ -93,9 +109,11 @@ def _send(process: subprocess.Popen[bytes], line: str, *, close: bool) -> bool:
 class _Watch:
     """The watch process's loop."""
 
-    def __init__(self, collector: tuple[int, int], checkpoints: list[Path]) -> None:
-        self._collector = collector
+    def __init__(self, parent: tuple[int, int], checkpoints: list[Path], *, node: bool) -> None:
+        self._parent = parent
         self._checkpoints = checkpoints
+        self._node = node
+        self._where = f" on {socket.gethostname()}" if node else ""
         self._selector = selectors.DefaultSelector()
         self._selector.register(sys.stdin.fileno(), selectors.EVENT_READ, None)
         self._commands = b""
@@ -143,31 +161,53 @@ class _Watch:
         """The first death is the news; the launcher's killing of the others follows from it."""
         self._died.append((rank, pid, time.time()))
         if len(self._died) == 1:
-            print(f"monitor: rank {rank} (pid {pid}) died (killed or crashed) while the run went on; "
+            print(f"monitor: rank {rank} (pid {pid}){self._where} died (killed or crashed) while the run went on; "
                   f"if the launcher ends the job for it, the summary checkpoint keeps the figures up to here",
                   file=sys.stderr, flush=True)
+            if self._node:  # the launcher may end this watch with the step: mark now, and again at the end
+                self._mark_first_death()
+
+    def _mark_first_death(self) -> None:
+        rank, pid, at = self._died[0]
+        for path in self._checkpoints:
+            _mark_killed(path, how=f"killed after rank {rank} (pid {pid}){self._where} died", rank=rank, pid=pid,
+                         at=at, over_the_collectors=self._node)
 
     def _collector_gone(self) -> None:
-        """The collector ended without saying ``end``: the run was killed.  Say so in the checkpoints."""
+        """The rank that started this watch ended without saying ``end``: the run was killed.  Say so
+        in the checkpoints (a node watch, only for a death on its host)."""
         if self._died:
-            rank, pid, at = self._died[0]
-            how = f"killed after rank {rank} (pid {pid}) died"
-        else:
-            rank, pid = self._collector
-            at = time.time()
-            how = f"killed: rank {rank} (the collector, pid {pid}) died"
-            print(f"monitor: rank {rank} (the collector, pid {pid}) died (killed or crashed); the run ended with it, "
-                  f"and the summary checkpoint keeps the figures up to its last write", file=sys.stderr, flush=True)
+            self._mark_first_death()
+            return
+        if self._node:
+            return
+        time.sleep(NODE_WATCH_GRACE_S)
+        if any(_state(path) == "killed" for path in self._checkpoints):  # a node watch named the rank
+            return
+        rank, pid = self._parent
+        print(f"monitor: rank {rank} (the collector, pid {pid}) died (killed or crashed); the run ended with it, "
+              f"and the summary checkpoint keeps the figures up to its last write", file=sys.stderr, flush=True)
         for path in self._checkpoints:
-            _mark_killed(path, how=how, rank=rank, pid=pid, at=at)
+            _mark_killed(path, how=f"killed: rank {rank} (the collector, pid {pid}) died", rank=rank, pid=pid,
+                         at=time.time(), over_the_collectors=False)
 
 
-def _mark_killed(path: Path, *, how: str, rank: int, pid: int, at: float) -> None:
+def _state(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text()).get("state")
+    except (OSError, ValueError):
+        return None
+
+
+def _mark_killed(path: Path, *, how: str, rank: int, pid: int, at: float, over_the_collectors: bool) -> None:
+    """Mark a checkpoint killed; ``over_the_collectors``: a death on another host is the better
+    account than the collector's watch's "the collector died" (it died of the job's end)."""
     try:
         document: dict[str, Any] = json.loads(path.read_text())
     except (OSError, ValueError):  # none written yet, or not ours to mend
         return
-    if document.get("state") not in ("running", "stopping"):
+    blamed_collector = document.get("state") == "killed" and "(the collector," in document["killed"].get("how", "")
+    if document.get("state") not in ("running", "stopping") and not (over_the_collectors and blamed_collector):
         return
     # What the kill cost: the frames sent but not yet accounted for at the last checkpoint (queued in
     # the killed job's sockets and buffers, or in the dead rank's hands).
@@ -180,12 +220,13 @@ def _mark_killed(path: Path, *, how: str, rank: int, pid: int, at: float) -> Non
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m monitor.rank_watch", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--collector", nargs=2, type=int, metavar=("RANK", "PID"), required=True)
+    parser.add_argument("--parent", nargs=2, type=int, metavar=("RANK", "PID"), required=True)
+    parser.add_argument("--node", action="store_true", help="watch another host than the collector's")
     parser.add_argument("--checkpoint", type=Path, action="append", default=[])
     args = parser.parse_args(argv)
-    for signum in (signal.SIGINT, signal.SIGTERM):  # the collector's "end" or its death ends the watch (scancel
+    for signum in (signal.SIGINT, signal.SIGTERM):  # the parent's "end" or its death ends the watch (scancel
         signal.signal(signum, signal.SIG_IGN)        # signals every process of the job, the watch included)
-    return _Watch((args.collector[0], args.collector[1]), args.checkpoint).run()
+    return _Watch((args.parent[0], args.parent[1]), args.checkpoint, node=args.node).run()
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from monitor.rank_watch import RankWatch
 
 def watch_process(checkpoint: Path) -> subprocess.Popen[str]:
     """The watch as the collector starts it, with this test in the collector's place."""
-    return subprocess.Popen([sys.executable, "-m", "monitor.rank_watch", "--collector", "0", str(os.getpid()),
+    return subprocess.Popen([sys.executable, "-m", "monitor.rank_watch", "--parent", "0", str(os.getpid()),
                              "--checkpoint", str(checkpoint)], stdin=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
@@ -74,7 +74,7 @@ def test_a_collector_that_dies_first_is_named_itself(tmp_path):
 def test_after_end_ranks_exit_as_they_should_and_nothing_is_said(tmp_path, capfd: pytest.CaptureFixture[str]):
     checkpoint = running_checkpoint(tmp_path)
     worker = subprocess.Popen(["sleep", "60"])
-    watch = RankWatch.start(collector_rank=0, checkpoints=[checkpoint])
+    watch = RankWatch.start(rank=0, checkpoints=[checkpoint])
     watch.watch(1, worker.pid)
     time.sleep(0.3)
     watch.end()

@@ -32,7 +32,7 @@ from typing import Any, Callable, Literal
 from mpi4py import MPI
 
 from handlers.protocol import DataEventHandlerProtocol
-from monitor.bind_check import Listener, check_listeners
+from monitor.bind_check import Listener, check_listeners, check_reachable
 from monitor.config import RunParameters
 from monitor.control import ControlEndpoint
 from monitor.live_parameters import LIVE_KEYS, ParameterSet, apply_changes
@@ -162,7 +162,7 @@ class _Collector:
     # -- the loop ---------------------------------------------------------------
 
     def run(self) -> CollectorReport:
-        self._rank_watch = RankWatch.start(collector_rank=self._layout.rank, checkpoints=self.checkpoints)
+        self._rank_watch = RankWatch.start(rank=self._layout.rank, checkpoints=self.checkpoints)
         inbox = Inbox(self._comm, patience_s=self._run.stop_timeout_s)
         sleep = IDLE_SLEEP_S[0]
         empty_polls = 0
@@ -590,13 +590,14 @@ class _Collector:
         """One row per rank: the collector's own, each worker's ``bye`` (or what it sent before it was lost)."""
         rows = []
         for rank in range(self._layout.size):
+            host = self._layout.host(rank)
             if rank == self._layout.collector:
-                rows.append({"rank": rank, "role": "collector", **collector_row})
+                rows.append({"rank": rank, "host": host, "role": "collector", **collector_row})
                 continue
             state = self._workers[rank]
             figures = state.bye or {"events": state.results, "failed": 0, "bytes": 0, "busy_s": 0.0,
                                     "cpu_s": 0.0, "wall_s": 0.0}
-            rows.append({"rank": rank, "role": "worker" if state.bye else "worker (lost)",
+            rows.append({"rank": rank, "host": host, "role": "worker" if state.bye else "worker (lost)",
                          **{key: round(value, 3) if isinstance(value, float) else value
                             for key, value in figures.items()}})
         return rows
@@ -661,12 +662,14 @@ def run_collector(comm: MPI.Comm, layout: RankLayout, handler: DataEventHandlerP
                   pipeline: ProcessingPipelineProtocol, run: RunParameters, *, stop_after_acquisition: bool,
                   source: str, stop_signal: StopSignal, print_status: StatusPrinter,
                   workers_may_start: Callable[[bool], None], open_outputs: Callable[[], CollectorOutput],
-                  checkpoints: list[Path], pipeline_parameters: Any, listeners: list[Listener]) -> _Collector:
+                  checkpoints: list[Path], pipeline_parameters: Any, listeners: list[Listener],
+                  workers_url: str | None) -> _Collector:
     """Run this rank as the collector until every worker has said its last word (or is lost).
 
     The collecting node initializes first (the handler may start the frame
     sender there, or write files the workers read), then lets the workers
-    start with ``workers_may_start``.  Every address in ``listeners`` is tried
+    start with ``workers_may_start``.  Every address in ``listeners`` is tried,
+    and ``workers_url`` (where workers connect) checked against their hosts,
     before anything starts.  If initialization fails, the workers are told so
     as they are let start (they end at once, without initializing), so that
     no rank waits for ever and none is taken for lost.
@@ -676,6 +679,8 @@ def run_collector(comm: MPI.Comm, layout: RankLayout, handler: DataEventHandlerP
     collector = _Collector(comm, layout, handler, pipeline, run, stop_after_acquisition, source, stop_signal,
                            print_status, checkpoints, pipeline_parameters)
     try:
+        check_reachable(workers_url, here=layout.host(layout.collector),
+                        remote_hosts=[layout.host(rank) for rank in layout.remote_workers])
         check_listeners(listeners)
         handler.initialize_event_handling_on_collecting_node(**ranks)
         pipeline.initialize_collecting_node(**ranks)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +22,15 @@ from monitor.mpi.signals import StopSignal
 from monitor.mpi.summary import write_json_atomically
 from monitor.mpi.worker import run_worker
 from monitor.outputs.worker_hits import share_run_dir, writing_hits
+from monitor.rank_watch import RankWatch
 
 if TYPE_CHECKING:
     from monitor.outputs.group import OutputGroup
 
 __all__ = ["RunOutcome", "run"]
+
+HOST_NAME_BYTES = 256
+"""Room for a host name (POSIX allows 255 bytes)."""
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +61,11 @@ def run(config: MonitorConfig, *, print_status: StatusPrinter, comm: MPI.Comm | 
     started, cpu_started = time.monotonic(), time.process_time()
     handler_parameters = config.handler_parameters
     handler = config.handler_class(source=handler_parameters.source, parameters=handler_parameters)
-    layout = RankLayout.from_handler(rank=comm.rank, size=comm.size, designated=handler.designated_collector_rank())
+    hosts, pids = _gather_whereabouts(comm)
+    layout = RankLayout.from_handler(rank=comm.rank, size=comm.size, designated=handler.designated_collector_rank(),
+                                     hosts=hosts, pids=pids)
+    connect_workers_to = getattr(handler, "connect_workers_to", None)  # optional: not in the seed interface
+    workers_url = connect_workers_to(layout.host(layout.collector)) if connect_workers_to is not None else None
     pipeline = config.pipeline_class(parameters=config.pipeline_parameters)
     stop_signal = StopSignal()
     stop_signal.install()
@@ -66,8 +76,13 @@ def run(config: MonitorConfig, *, print_status: StatusPrinter, comm: MPI.Comm | 
         collector_started = _share_start(comm, layout.collector, None)  # the collecting node initializes first
         run_dir = share_run_dir(comm, layout.collector, None)
         pipeline = writing_hits(pipeline, config.outputs, config.document, run_dir=run_dir, rank=layout.rank)
-        exit_code = run_worker(comm, layout, handler, pipeline, stop_signal, config.run.stop_timeout_s,
-                               collector_started=collector_started)
+        watch = _watch_this_host(layout, [path for path in (summary_json, run_dir and run_dir / "summary.json")
+                                          if path is not None])
+        try:
+            exit_code = run_worker(comm, layout, handler, pipeline, stop_signal, config.run.stop_timeout_s,
+                                   collector_started=collector_started, on_stop=watch.end)
+        finally:
+            watch.end()
         _finalize(handler)
         return RunOutcome(exit_code=exit_code, summary=None)
 
@@ -82,7 +97,7 @@ def run(config: MonitorConfig, *, print_status: StatusPrinter, comm: MPI.Comm | 
             share_run_dir(comm, layout.collector, opened[0].run_dir if opened else None)),
         open_outputs=lambda: opened.append(_open_outputs(config)) or opened[0],
         checkpoints=[summary_json] if summary_json else [], pipeline_parameters=config.pipeline_parameters,
-        listeners=_listening_addresses(config, handler),
+        listeners=_listening_addresses(config, handler), workers_url=workers_url,
     )
     log.debug("every worker has said its last word")
     report = collector.report
@@ -116,6 +131,17 @@ def run(config: MonitorConfig, *, print_status: StatusPrinter, comm: MPI.Comm | 
     if report.lost_ranks:
         return RunOutcome(exit_code=max(exit_code, 1), summary=summary, abort=True)
     return RunOutcome(exit_code=exit_code, summary=summary)
+
+
+def _watch_this_host(layout: RankLayout, checkpoints: list[Path]) -> RankWatch:
+    """On a host other than the collector's, its lowest rank watches the ranks there (the collector
+    watches its own host's): a rank killed anywhere is named with its host."""
+    if layout.node_watcher(layout.rank) != layout.rank:
+        return RankWatch(None)
+    watch = RankWatch.start(rank=layout.rank, checkpoints=checkpoints, node=True)
+    for rank in layout.ranks_on(layout.host(layout.rank)):
+        watch.watch(rank, layout.pids[rank])
+    return watch
 
 
 def _listening_addresses(config: MonitorConfig, handler: Any) -> list[Listener]:
@@ -155,6 +181,21 @@ def _close_outputs(outputs: OutputGroup, summary: dict[str, Any]) -> int:
     finally:
         summary["outputs"] = outputs.counters()
     return 0
+
+
+def _gather_whereabouts(comm: MPI.Comm) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """Every rank's host name and pid, by rank, on every rank (fixed-size buffers: nothing pickled)."""
+    mine = np.zeros(HOST_NAME_BYTES + 8, dtype=np.uint8)
+    name = socket.gethostname().encode()[: HOST_NAME_BYTES - 1]
+    mine[: len(name)] = np.frombuffer(name, dtype=np.uint8)
+    mine[HOST_NAME_BYTES:] = np.frombuffer(np.int64(os.getpid()).tobytes(), dtype=np.uint8)
+    everyone = np.zeros((comm.size, mine.size), dtype=np.uint8)
+    request = comm.Iallgather(mine, everyone)
+    while not request.Test():
+        time.sleep(0.005)
+    hosts = tuple(row[:HOST_NAME_BYTES].tobytes().rstrip(b"\0").decode(errors="replace") for row in everyone)
+    pids = tuple(int(np.frombuffer(row[HOST_NAME_BYTES:].tobytes(), dtype=np.int64)[0]) for row in everyone)
+    return hosts, pids
 
 
 def _share_start(comm: MPI.Comm, root: int, started: bool | None) -> bool:

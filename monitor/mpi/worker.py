@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from mpi4py import MPI
@@ -58,8 +59,10 @@ class WorkerStats:
 
 class _Worker:
     def __init__(self, comm: MPI.Comm, layout: RankLayout, handler: DataEventHandlerProtocol,
-                 pipeline: ProcessingPipelineProtocol, stop_signal: StopSignal, stop_timeout_s: float) -> None:
+                 pipeline: ProcessingPipelineProtocol, stop_signal: StopSignal, stop_timeout_s: float,
+                 on_stop: Callable[[], None]) -> None:
         self._comm = comm
+        self._on_stop = on_stop
         self._layout = layout
         self._handler = handler
         self._pipeline = pipeline
@@ -181,6 +184,7 @@ class _Worker:
         for kind, values in poll_control(self._comm, self._layout.collector):
             if kind == "stop":
                 self._stopped = True
+                self._on_stop()
             elif kind == "drain" and self._draining_idles is None:
                 self._draining_idles = 0
             elif kind == "feedback":
@@ -215,7 +219,8 @@ class _Worker:
 
 def run_worker(comm: MPI.Comm, layout: RankLayout, handler: DataEventHandlerProtocol,
                pipeline: ProcessingPipelineProtocol, stop_signal: StopSignal, stop_timeout_s: float, *,
-               collector_started: bool = True) -> int:
-    """Run this rank as a worker until the collector ends the run; return the exit code."""
-    return _Worker(comm, layout, handler, pipeline, stop_signal, stop_timeout_s).run(
+               collector_started: bool = True, on_stop: Callable[[], None] = lambda: None) -> int:
+    """Run this rank as a worker until the collector ends the run; return the exit code.
+    ``on_stop`` is called when the collector says stop: from then on ranks exit as they should."""
+    return _Worker(comm, layout, handler, pipeline, stop_signal, stop_timeout_s, on_stop).run(
         collector_started=collector_started)
