@@ -20,10 +20,10 @@ import zmq
 
 from monitor.assembler.command_line import arguments_for
 from monitor.assembler.parameters import AssemblerParameters
+from monitor.children import start_module, stop_process
 
 __all__ = ["AssemblerProcess", "AssemblerStats", "start_assembler"]
 
-_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
 class AssemblerProcess:
@@ -53,13 +53,7 @@ class AssemblerProcess:
     def stop(self, *, timeout: float = 10.0) -> int:
         """SIGTERM (it sends what it can within its ``stop_timeout_s`` and prints its summary),
         SIGKILL past ``timeout``."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                return self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        return self.process.wait()
+        return stop_process(self.process, timeout_s=timeout)
 
 
     def final_report(self) -> dict[str, Any] | None:
@@ -79,12 +73,10 @@ def start_assembler(parameters: AssemblerParameters, *, python: str = sys.execut
     (mpirun signals whole process groups) reaches the monitor, which then stops
     the assembler in order, rather than killing it under the running monitor.
     """
-    command = [python, "-m", "monitor.assembler", *arguments_for(parameters), "--parent", str(os.getpid())]
+    arguments = [*arguments_for(parameters), "--parent", str(os.getpid())]
     if final_report is not None:
-        command += ["--final-report", str(final_report)]
-    environment = dict(os.environ)
-    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), environment.get("PYTHONPATH")]))
-    return AssemblerProcess(subprocess.Popen(command, env=environment, start_new_session=True), final_report)
+        arguments += ["--final-report", str(final_report)]
+    return AssemblerProcess(start_module("monitor.assembler", arguments, python=python), final_report)
 
 
 class AssemblerStats:

@@ -12,19 +12,17 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from monitor.child_watch import ChildWatch
+from monitor.children import start_module, stop_process
 from monitor.stream2.simulator import Stream2SimulatorParameters
 
 __all__ = ["SimulatedStream2"]
 
 log = logging.getLogger(__name__)
-
-_STOP_WAIT_S = 5.0
 
 
 class SimulatedStream2:
@@ -42,9 +40,8 @@ class SimulatedStream2:
         """Images sent, by the truth (after :meth:`finish`)."""
 
     def start(self) -> None:
-        command = [sys.executable, "-m", "monitor.stream2.simulator", "--exit-with-parent",
-                   *self._parameters.command_line()]
-        self._process = subprocess.Popen(command, start_new_session=True)
+        self._process = start_module("monitor.stream2.simulator",
+                                     ["--exit-with-parent", *self._parameters.command_line()])
         self._watch.watch("simulator", "the simulated EIGER2", self._process, finishes_alone=True)
         log.info("started the simulated EIGER2 %s on %s (pid %d)", self._parameters.detector,
                  self._parameters.url, self._process.pid)
@@ -66,13 +63,9 @@ class SimulatedStream2:
 
     def finish(self) -> dict[str, Any]:
         """Wait for the simulator to exit (stop it if it lingers); the truth's figures for the summary."""
-        self.stop()
+        self._watch.stopping()
         if self._process is not None:
-            try:
-                self._process.wait(timeout=_STOP_WAIT_S)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+            stop_process(self._process)
         truth = self._parameters.truth_file
         hits = []
         if truth is not None and truth.exists():
