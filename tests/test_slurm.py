@@ -77,6 +77,15 @@ def submit(cluster: OneNodeCluster, folder: Path, config: Path, srun_mpi: str) -
     return int(done.stdout.strip().split(";")[0])
 
 
+def wait_for_frames(cluster: OneNodeCluster, job_id: int, log_file: Path, timeout: float = 120) -> None:
+    """Until the job runs and its log shows the status line of frames flowing."""
+    cluster.wait_until(job_id, {"RUNNING"}, timeout=60)
+    deadline = time.monotonic() + timeout
+    while not log_file.exists() or "frames sent" not in log_file.read_text():
+        assert time.monotonic() < deadline, log_file.exists() and log_file.read_text()
+        time.sleep(0.2)
+
+
 def processes_running(text: str) -> list[str]:
     """Command lines of this machine's processes that mention ``text``."""
     found = []
@@ -124,11 +133,8 @@ def cancelled(cluster, tmp_path_factory, srun_mpi) -> Cancelled:
     config = write_config(folder, {"data_retrieval_layer": {"simulator": {"frames": 10**7, "rate_hz": 200}},
                                    "processing_layer": STATISTICS})
     job_id = submit(cluster, folder, config, srun_mpi)
-    cluster.wait_until(job_id, {"RUNNING"}, timeout=60)
-    log_file, deadline = folder / "job.log", time.monotonic() + 90
-    while not log_file.exists() or "frames sent" not in log_file.read_text():  # the status line: frames flow
-        assert time.monotonic() < deadline, log_file.exists() and log_file.read_text()
-        time.sleep(0.2)
+    log_file = folder / "job.log"
+    wait_for_frames(cluster, job_id, log_file)
     time.sleep(1)
     started = time.monotonic()
     cluster.command("scancel", str(job_id))

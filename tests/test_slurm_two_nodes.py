@@ -22,7 +22,8 @@ import pytest
 
 from helpers import ROOT, assert_balanced, free_port, write_config
 from slurm_cluster import TwoNodeCluster, why_slurm_cannot_run
-from test_slurm import KILL_WAIT_S, SCRIPT, job_environment, processes_running, srun_mpi  # noqa: F401 (a fixture)
+from test_slurm import (KILL_WAIT_S, SCRIPT, job_environment, processes_running, srun_mpi,  # noqa: F401 (a fixture)
+                        wait_for_frames)
 
 pytestmark = pytest.mark.slow
 
@@ -102,11 +103,8 @@ def test_a_rank_killed_on_the_second_node_is_named_with_its_host(cluster, tmp_pa
                                      "processing_layer": {"pipeline": "FrameStatisticsPipeline"},
                                      "monitor": {"checkpoint_interval_s": 0.5}})
     job_id = submit(cluster, tmp_path, config, srun_mpi)
-    cluster.wait_until(job_id, {"RUNNING"}, timeout=60)
-    log_file, deadline = tmp_path / "job.log", time.monotonic() + 120
-    while not log_file.exists() or "frames sent" not in log_file.read_text():  # the status line: frames flow
-        assert time.monotonic() < deadline, log_file.exists() and log_file.read_text()
-        time.sleep(0.2)
+    log_file = tmp_path / "job.log"
+    wait_for_frames(cluster, job_id, log_file)
     victim_rank = 2 * TASKS_PER_NODE - 2  # on n2, and not the rank that watches n2
     victim = _rank_pid(cluster, config, victim_rank)
     assert cluster.node_of(victim) == "n2"
