@@ -31,12 +31,12 @@ from collections.abc import Generator
 from typing import Any, Literal
 
 import zmq
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from handlers.parameters import CountingSourceParameters
 from handlers.protocol import Event
 from monitor.bind_check import Listener, tcp_listener
-from monitor.endpoints import Endpoint, check_endpoint
+from monitor.endpoints import Endpoint, check_endpoint, endpoint_for_peers
 from monitor.errors import ConfigurationError, DataExtractionError, WireFormatError
 from monitor.stream2.cbor import decode
 from monitor.stream2.messages import Image, SeriesStart, parse_message
@@ -65,7 +65,8 @@ class Stream2Parameters(CountingSourceParameters):
     channel: str | None = None
     """The channel (threshold) to read, e.g. ``threshold_1``; None: the first the start message lists."""
     relay_bind: Endpoint = "tcp://127.0.0.1:5620"
-    """Where the collecting node hands messages to the workers (this node's host on a cluster)."""
+    """Where the collecting node hands messages to the workers; on a cluster its host name, or
+    ``tcp://*:PORT`` (workers then connect to the collector's host)."""
     start_timeout_s: float = Field(default=300.0, gt=0)
     """With ``geometry_file``: how long the start waits for the first start message (the detector's arm)."""
     poll_interval_s: float = Field(default=0.1, gt=0, le=5)
@@ -80,12 +81,6 @@ class Stream2Parameters(CountingSourceParameters):
     @classmethod
     def _source_is_an_endpoint(cls, source: str) -> str:
         return source if source == SIMULATOR else check_endpoint(source)
-
-    @model_validator(mode="after")
-    def _relay_reachable(self) -> Stream2Parameters:
-        if "*" in self.relay_bind:
-            raise ValueError("relay_bind must name this node's host, not *: workers connect to it")
-        return self
 
     @property
     def url(self) -> str:
@@ -109,6 +104,12 @@ class DectrisStream2ZmqDataEventHandler:
         self._series: dict[int, SeriesFrames] = {}
         self._bad_starts: dict[int | None, str] = {}
         self._stopped = False
+        self._workers_url = parameters.relay_bind
+
+    def connect_workers_to(self, collector_host: str) -> str:
+        """The URL workers connect to: the relay's, a wildcard bind reached by the collector's host name."""
+        self._workers_url = endpoint_for_peers(self._parameters.relay_bind, collector_host)
+        return self._workers_url
 
     def designated_collector_rank(self) -> Literal["first", "last"]:
         return self._parameters.collector_rank
@@ -216,7 +217,7 @@ class DectrisStream2ZmqDataEventHandler:
         socket = self._context.socket(zmq.DEALER)
         socket.setsockopt(zmq.MAXMSGSIZE, self._parameters.max_message_bytes)
         socket.setsockopt(zmq.LINGER, 0)
-        socket.connect(self._parameters.relay_bind)
+        socket.connect(self._workers_url)
         self._socket = socket
 
     def event_generator(self, *, node_rank: int, node_pool_size: int) -> Generator[Event, None, None]:
