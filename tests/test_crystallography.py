@@ -134,6 +134,9 @@ def test_snapshot_holds_latest_hit_and_history(collector: CrystallographyPipelin
     np.testing.assert_array_equal(snapshot["latest_hit_frame"], results[last_hit].arrays["frame"])
     history = snapshot["hit_rate_history"]
     assert history.shape == (N_FRAMES, 3) and history[-1, 2] == pytest.approx(collector.rolling_hit_rate)
+    # ice's strongest ring (3.897 A) at 12.4 keV and 120 mm: 2 theta 14.7 degrees, 421 pixels from the beam
+    inner, outer = snapshot["ice_ring_shells_px"][0]
+    assert inner < 421 < outer and outer - inner < 20
 
 
 def test_summary_is_json_safe(collector: CrystallographyPipeline) -> None:

@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from matplotlib.image import imread
 
+from monitor.outputs.plot_data import binned_powder
 from monitor.outputs.report import RunReport, flatten_figures
 from monitor.outputs.synthetic import synthetic_snapshot
 
@@ -63,3 +65,38 @@ def test_report_draws_resolution_shells_and_recall_against_the_truth(tmp_path: P
     drawn = [(imread(tmp_path / name / "report.png")[..., :3].std(axis=2) > 0.1).sum() for name in ("plain", "science")]
     assert drawn[1] > drawn[0] + 20_000  # two bar charts where the plain report says "not available"
     assert json.loads((tmp_path / "science" / "summary.json").read_text())["truth"]["precision"] == 0.99
+
+
+def test_powder_is_binned_and_smoothed_so_that_a_faint_ring_shows() -> None:
+    """A ring of 0.1 peaks a pixel over 0.03 elsewhere: 0.4 sigma a pixel, several sigma a smoothed bin."""
+    rng = np.random.default_rng(0)
+    rows, cols = np.indices((512, 512))
+    on_ring = np.abs(np.hypot(rows - 255.5, cols - 255.5) - 150) < 2
+    powder = (rng.random((512, 512)) < np.where(on_ring, 0.1, 0.03)).astype(np.uint32)
+    binned = binned_powder({"powder": powder})
+    assert binned.shape == (128, 128) and binned.sum() == pytest.approx(powder.sum(), rel=0.01)
+    ring_bins = on_ring.reshape(128, 4, 128, 4).mean(axis=(1, 3)) > 0.4
+
+    def contrast(image: np.ndarray, ring: np.ndarray) -> float:
+        return float((image[ring].mean() - image[~ring].mean()) / image[~ring].std())
+
+    print(f"\nring contrast: {contrast(powder, on_ring):.2f} sigma a pixel, {contrast(binned, ring_bins):.2f} a bin")
+    assert contrast(binned, ring_bins) > 4 * contrast(powder, on_ring)
+
+
+def test_report_shades_the_ice_ring_shells_on_the_radial_plots(tmp_path: Path) -> None:
+    snapshot = synthetic_snapshot(shape=(256, 256))
+    pictures = {}
+    for name, shells in (("plain", np.empty((0, 2))), ("ice", np.array([[40.0, 48.0], [60.0, 66.0]]))):
+        report = RunReport()
+        (tmp_path / name).mkdir()
+        report.open(run_dir=tmp_path / name)
+        report.on_tick(status={}, snapshot={**snapshot, "ice_ring_shells_px": shells})
+        report.close(summary={"events": 1})
+        pictures[name] = imread(tmp_path / name / "report.png")[..., :3]
+    shade = np.array([0.73, 0.92, 0.94])  # tab:cyan at alpha 0.3 on white
+
+    def shaded(picture: np.ndarray) -> int:
+        return int((np.abs(picture - shade).max(axis=2) < 0.03).sum())
+
+    assert shaded(pictures["ice"]) > 2000 > shaded(pictures["plain"])

@@ -13,9 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from monitor.outputs.protocol import HIT_RATE_HISTORY, RADIAL_BIN_PX, RADIAL_PROFILES
+from monitor.outputs.protocol import HIT_RATE_HISTORY, ICE_RING_SHELLS_PX, POWDER, RADIAL_BIN_PX, RADIAL_PROFILES
 
-__all__ = ["Curve", "hit_rate_curve", "radial_curves"]
+__all__ = ["Curve", "binned_powder", "hit_rate_curve", "ice_ring_shells", "radial_curves"]
+
+POWDER_BIN_PX = 4
+"""Pixels a side of one virtual-powder bin: a run holds ~0.1 peak a pixel, ~2 a bin, so rings stand out."""
 
 
 @dataclass(frozen=True)
@@ -60,3 +63,33 @@ def radial_curves(snapshot: Mapping[str, Any]) -> list[Curve]:
         else:
             curves.append(Curve(key, label, np.arange(profile.size, dtype=np.float64), profile, "radial bin"))
     return curves
+
+
+def binned_powder(snapshot: Mapping[str, Any], bin_px: int = POWDER_BIN_PX) -> np.ndarray | None:
+    """The virtual powder summed over ``bin_px`` x ``bin_px`` blocks and smoothed by a 1-2-1 kernel
+    along each axis (float64): peaks per pixel are mostly 0 or 1, noise to the eye, while the
+    lattice's rings are continuous across blocks; None without a 2-D powder.
+
+    >>> binned_powder({"powder": np.ones((8, 8))}, bin_px=4)
+    array([[16., 16.],
+           [16., 16.]])
+    """
+    powder = snapshot.get(POWDER)
+    if not isinstance(powder, np.ndarray) or powder.ndim != 2:
+        return None
+    rows, cols = (n // bin_px for n in powder.shape)
+    blocks = powder[: rows * bin_px, : cols * bin_px].astype(np.float64)
+    binned = blocks.reshape(rows, bin_px, cols, bin_px).sum(axis=(1, 3))
+    for axis in (0, 1):
+        padded = np.pad(binned, [(1, 1) if k == axis else (0, 0) for k in (0, 1)], mode="edge")
+        low, high = (np.take(padded, range(start, start + binned.shape[axis]), axis=axis) for start in (0, 2))
+        binned = 0.25 * low + 0.5 * binned + 0.25 * high
+    return binned
+
+
+def ice_ring_shells(snapshot: Mapping[str, Any]) -> list[tuple[float, float]]:
+    """The hexagonal-ice shells as (inner, outer) radius in pixels; none when the snapshot has none."""
+    shells = snapshot.get(ICE_RING_SHELLS_PX)
+    if not isinstance(shells, np.ndarray) or shells.ndim != 2 or shells.shape[1] != 2:
+        return []
+    return [(float(inner), float(outer)) for inner, outer in shells]

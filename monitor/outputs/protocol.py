@@ -11,6 +11,7 @@ __all__ = [
     "CollectorOutput",
     "CountingOutput",
     "HIT_RATE_HISTORY",
+    "ICE_RING_SHELLS_PX",
     "LATEST_HIT_PREFIX",
     "POWDER",
     "RADIAL_BIN_PX",
@@ -57,6 +58,8 @@ HIT_RATE_HISTORY = "hit_rate_history"
 """Snapshot key: rows of (event id, timestamp, rolling hit rate), oldest first; or 1-D rates."""
 POWDER = "powder"
 """Snapshot key: 2-D virtual powder pattern in raw-frame pixels (row, column)."""
+ICE_RING_SHELLS_PX = "ice_ring_shells_px"
+"""Snapshot key: (n, 2) inner and outer distance from the beam (pixels) of the hexagonal-ice shells."""
 RADIAL_PROFILES = {"radial_profile_hits": "hits", "radial_profile_non_hits": "non-hits"}
 """Snapshot keys of 1-D mean radial profiles, and their legend labels."""
 RADIAL_BIN_PX = "radial_bin_px"

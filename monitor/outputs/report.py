@@ -1,8 +1,9 @@
 """The end-of-run report: ``report.png`` and ``summary.json``.
 
 ``report.png`` draws the hit-rate history, the mean radial profiles, the
-virtual powder (as an image, and by radius: peaks per pixel of each ring,
-where Debye-Scherrer rings stand out), the peaks of hits per resolution shell
+virtual powder (as an image of 4 x 4-pixel bins, smoothed, so that the
+lattice's rings show, and by radius: peaks per pixel of each ring, where
+Debye-Scherrer rings stand out; the hexagonal-ice shells shaded on both radial plots), the peaks of hits per resolution shell
 (with the median d_min per hit), the recall per photon bin against the
 simulator's truth (when the summary has it) and a table of the scalar figures.
 
@@ -23,8 +24,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from monitor.outputs.builtin import to_builtin
-from monitor.outputs.plot_data import Curve, hit_rate_curve, radial_curves
-from monitor.outputs.protocol import POWDER
+from monitor.outputs.plot_data import (
+    POWDER_BIN_PX, Curve, binned_powder, hit_rate_curve, ice_ring_shells, radial_curves,
+)
 from monitor.processing.protocol import ProcessedEvent
 from monitor.processing.science import resolution_shell_labels
 
@@ -84,6 +86,7 @@ class RunReport:
         history = hit_rate_curve(self._snapshot)
         _lines(history_axes, "Hit-rate history", "hit rate", [history] if history else [])
         _lines(profile_axes, "Mean radial profile", "intensity", radial_curves(self._snapshot))
+        _mark_ice(profile_axes, ice_ring_shells(self._snapshot))
         self._powder(axes["powder"])
         self._rings(axes["rings"])
         self._shells(axes["shells"], figures.get("d_min_median_a"))
@@ -106,6 +109,7 @@ class RunReport:
             return
         inner = density[:_RINGS_SHOWN_PX]  # further out, a large cell's rings crowd into one band
         axes.plot(np.arange(inner.size), inner, linewidth=0.8)
+        _mark_ice(axes, [shell for shell in ice_ring_shells(self._snapshot) if shell[0] < inner.size])
 
     def _shells(self, axes: Axes, d_min: Any) -> None:
         title = "Peaks of hits per resolution shell"
@@ -120,15 +124,16 @@ class RunReport:
         axes.tick_params(axis="x", labelrotation=30)
 
     def _powder(self, axes: Axes) -> None:
-        axes.set(title="Virtual powder (log scale)", xlabel="column", ylabel="row")
-        powder = self._snapshot.get(POWDER)
-        if not (isinstance(powder, np.ndarray) and powder.ndim == 2):
+        axes.set(title=f"Virtual powder ({POWDER_BIN_PX} x {POWDER_BIN_PX} pixel bins, smoothed)",
+                 xlabel="column", ylabel="row")
+        binned = binned_powder(self._snapshot)
+        if binned is None:
             _not_available(axes)
             return
-        scaled = np.log1p(np.clip(powder, 0, None))
-        low, high = np.percentile(scaled, [1.0, 99.5])
-        image = axes.imshow(scaled, cmap="viridis", vmin=low, vmax=max(high, low + 1e-6))
-        axes.figure.colorbar(image, ax=axes, label="log(1 + counts)")
+        low, high = np.percentile(binned, [1.0, 99.7])
+        extent = (0, binned.shape[1] * POWDER_BIN_PX, binned.shape[0] * POWDER_BIN_PX, 0)  # raw-frame pixels
+        image = axes.imshow(binned, cmap="viridis", vmin=low, vmax=max(high, low + 1e-6), extent=extent)
+        axes.figure.colorbar(image, ax=axes, label="peaks per bin")
 
 
 def _recall(axes: Axes, figures: dict[str, Any]) -> None:
@@ -153,6 +158,14 @@ def _lines(axes: Axes, title: str, y_label: str, curves: list[Curve]) -> None:
         axes.plot(curve.x, curve.y, label=curve.label)
     axes.set_xlabel(curves[0].x_label)
     if len(curves) > 1:
+        axes.legend()
+
+
+def _mark_ice(axes: Axes, shells: list[tuple[float, float]]) -> None:
+    """Shade the hexagonal-ice shells (radius, pixels) on a radial plot, labelled once."""
+    for k, (inner, outer) in enumerate(shells):
+        axes.axvspan(inner, outer, color="tab:cyan", alpha=0.3, linewidth=0, label="ice rings" if k == 0 else None)
+    if shells:
         axes.legend()
 
 

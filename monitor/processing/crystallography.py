@@ -49,6 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat
 from monitor.errors import DataExtractionError
 from monitor.processing.peakfinder8 import PeakFinder8, PeakFinder8Parameters, PeakList
 from monitor.processing.protocol import ProcessedEvent, Scalar, warm_up_frames
+from monitor.processing.ice_rings import ice_ring_shells_px
 from monitor.processing.spotfinder import SpotFinder, SpotFinderParameters
 from monitor.processing.science import (
     RESOLUTION_SHELLS_A, TruthComparison, d_spacing, resolution_limit, resolution_shell_labels,
@@ -314,6 +315,9 @@ class CrystallographyPipeline:
         self._radius_pixels = np.bincount(self._radius_px.ravel())
         self._powder_radial = np.zeros(self._radius_pixels.size, dtype=np.int64)
         self._d_min_counts = np.zeros(_D_MIN_EDGES_A.size - 1, dtype=np.int64)
+        self._ice_shells = (
+            np.empty((0, 2)) if self._d_map is None else ice_ring_shells_px(self._d_map, self._geometry.radius)
+        )
         self._shell_peaks = np.zeros(len(RESOLUTION_SHELLS_A) - 1, dtype=np.int64)
         self._truth_comparison = TruthComparison()
 
@@ -442,7 +446,8 @@ class CrystallographyPipeline:
         ``resolution_shells_a`` (shell edges, A, low to high resolution) with
         ``peaks_per_resolution_shell`` (int64: peaks of hits per shell),
         ``powder_radial`` (float64: peaks per pixel of each 1-pixel ring from the beam), and the
-        figures of :meth:`status` (``d_min_a``: median d_min of the hits so far).
+        figures of :meth:`status` (``d_min_a``: median d_min of the hits so far), and
+        ``ice_ring_shells_px`` ((n, 2) float64: inner and outer radius, pixels, of each ice-ring shell).
         """
         snapshot: dict[str, Any] = {
             **self.status(),
@@ -457,6 +462,7 @@ class CrystallographyPipeline:
             "powder_radial": self._powder_density(),
             "resolution_shells_a": np.array(RESOLUTION_SHELLS_A),
             "peaks_per_resolution_shell": self._shell_peaks.copy(),
+            "ice_ring_shells_px": self._ice_shells,
         }
         if self._latest_hit is not None:
             # A collected result's arrays are its own (received fresh, never reused or changed),

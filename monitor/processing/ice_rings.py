@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ICE_RINGS", "ICE_RING_HALF_WIDTH_INV_A", "on_ice_ring"]
+__all__ = ["ICE_RINGS", "ICE_RING_HALF_WIDTH_INV_A", "ice_ring_shells_px", "on_ice_ring"]
 
 ICE_RINGS: tuple[tuple[float, float], ...] = (
     (3.897, 1.00), (3.669, 0.60), (3.441, 0.55), (2.671, 0.25), (2.249, 0.30),
@@ -33,3 +33,15 @@ def on_ice_ring(d_a: np.ndarray, half_width: float = ICE_RING_HALF_WIDTH_INV_A) 
     for d, _ in ICE_RINGS:
         near |= np.abs(inverse - 1.0 / d) <= half_width
     return near
+
+
+def ice_ring_shells_px(d_map: np.ndarray, radius: np.ndarray) -> np.ndarray:
+    """(inner, outer) distance from the beam (pixels) of each ice-ring shell that pixels of ``d_map``
+    (d-spacing per pixel, A) fall in, in the order of :data:`ICE_RINGS`; shape (n, 2) float64."""
+    inverse = 1.0 / np.asarray(d_map, dtype=np.float64)
+    shells = []
+    for d, _ in ICE_RINGS:
+        inside = np.abs(inverse - 1.0 / d) <= ICE_RING_HALF_WIDTH_INV_A
+        if inside.any():
+            shells.append((float(radius[inside].min()), float(radius[inside].max())))
+    return np.array(shells, dtype=np.float64).reshape(-1, 2)
