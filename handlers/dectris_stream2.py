@@ -105,6 +105,7 @@ class DectrisStream2ZmqDataEventHandler:
         self._bad_starts: dict[int | None, str] = {}
         self._stopped = False
         self._workers_url = parameters.relay_bind
+        self._series_checked = 0
 
     def connect_workers_to(self, collector_host: str) -> str:
         """The URL workers connect to: the relay's, a wildcard bind reached by the collector's host name."""
@@ -172,7 +173,19 @@ class DectrisStream2ZmqDataEventHandler:
                 raise RuntimeError(self._relay.error)
             figures = self._relay.figures()
             status.update(stream2_images=figures["images"], stream2_other=sum(figures["other_types"].values()))
+            self._note_moves(figures["series"])
         return status
+
+    def _note_moves(self, series: list[dict[str, Any]]) -> None:
+        """Say once per series that its detector is not the first series' (the run's geometry is)."""
+        first = next((s["detector"] for s in series if s["detector"]), None)
+        for number, later in enumerate(series[self._series_checked:], start=self._series_checked):
+            changed = sorted(key for key in later["detector"] if later["detector"][key] != (first or {}).get(key))
+            if changed and number:
+                log.warning("series %s (%s) changes %s: peaks and d_min follow the first series' geometry; "
+                            "restart the monitor to follow the detector", later["series_id"],
+                            later["series_unique_id"], ", ".join(changed))
+        self._series_checked = len(series)
 
     def stop_event_source(self) -> bool:
         """The relay takes no more images and ends the open series behind those handed on."""

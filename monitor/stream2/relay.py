@@ -37,7 +37,7 @@ import zmq
 
 from monitor.stream2.cbor import message_type
 
-__all__ = ["Stream2Relay", "RelayedSeries", "START", "ANNOUNCE", "IMAGE", "END", "CREDIT"]
+__all__ = ["DETECTOR_FIELDS", "Stream2Relay", "RelayedSeries", "START", "ANNOUNCE", "IMAGE", "END", "CREDIT"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,8 @@ class RelayedSeries:
     images: int = 0
     ended: str | None = None
     """``end message``, ``stopped`` (the run stopped first), or None while open."""
+    detector: dict[str, Any] = field(default_factory=dict)
+    """What the start says of the detector's place and the beam (:data:`DETECTOR_FIELDS`)."""
 
 
 @dataclass
@@ -68,16 +70,23 @@ class _Counts:
     other_types: dict[str, int] = field(default_factory=dict)
 
 
-def _start_ids(buffer: bytes) -> tuple[int | None, str | None, int | None]:
-    """Series id, unique id and announced image count of a start message (decoded: it is small)."""
+DETECTOR_FIELDS = ("image_size_x", "image_size_y", "pixel_size_x", "beam_center_x", "beam_center_y",
+                   "detector_translation", "detector_distance", "incident_energy")
+"""Start-message fields the run's geometry is made of: a series that changes one has moved the detector."""
+
+
+def _series(buffer: bytes) -> RelayedSeries:
+    """A start message's series: ids, announced images, detector (decoded: a start is small; its
+    tagged arrays stay undecoded)."""
     try:
         message = cbor2.loads(buffer)
     except Exception:  # the workers say what is wrong with it, once each
-        return None, None, None
-    ids = [message.get(key) if isinstance(message, dict) else None
-           for key in ("series_id", "series_unique_id", "number_of_images")]
-    return (ids[0] if isinstance(ids[0], int) else None, ids[1] if isinstance(ids[1], str) else None,
-            ids[2] if isinstance(ids[2], int) else None)
+        message = {}
+    message = message if isinstance(message, dict) else {}
+    ids = [message.get(key) for key in ("series_id", "series_unique_id", "number_of_images")]
+    return RelayedSeries(ids[0] if isinstance(ids[0], int) else None, ids[1] if isinstance(ids[1], str) else None,
+                         ids[2] if isinstance(ids[2], int) else None,
+                         detector={key: message[key] for key in DETECTOR_FIELDS if key in message})
 
 
 class Stream2Relay:
@@ -228,9 +237,9 @@ class Stream2Relay:
 
     def _start(self, frame: zmq.Frame) -> None:
         self._end_open_series("a new start message")
-        series_id, unique_id, images = _start_ids(frame.bytes)
+        series = _series(frame.bytes)
         with self._lock:
-            self._series.append(RelayedSeries(series_id, unique_id, images))
+            self._series.append(series)
         self._start_message = frame
         self._announced = False
         if self._first_start is None:
