@@ -102,7 +102,8 @@ class DectrisStream2ZmqDataEventHandler:
         self._context: zmq.Context | None = None
         self._socket: zmq.Socket | None = None
         self._series: dict[int, SeriesFrames] = {}
-        self._bad_starts: dict[int | None, str] = {}
+        self._unusable_start: str | None = None
+        """Why the last start message could not be used (its images fail with this reason)."""
         self._stopped = False
         self._workers_url = parameters.relay_bind
         self._series_checked = 0
@@ -278,9 +279,11 @@ class DectrisStream2ZmqDataEventHandler:
             series = SeriesFrames.of(start, self._parameters.channel)
         except DataExtractionError as error:
             log.error("Stream V2 start message unusable: %s; its images will fail", error)
-            self._bad_starts[None] = str(error)
+            self._unusable_start, self._series = str(error), {}
             return None
-        self._series = {start.series_id: series}  # one open series at a time: the previous one's images are done
+        # One series at a time: the relay hands a worker its messages in order, so the previous
+        # series' images are all done when the next start arrives.
+        self._unusable_start, self._series = None, {start.series_id: series}
         return series
 
     def open_event(self, *, event: Event) -> None:
@@ -293,7 +296,7 @@ class DectrisStream2ZmqDataEventHandler:
             raise WireFormatError(f"relayed as an image but of type {type(image).__name__}")
         series = self._series.get(image.series_id)
         if series is None:
-            why = self._bad_starts.get(None, "no start message for it arrived")
+            why = self._unusable_start or "no start message for it arrived"
             raise DataExtractionError(f"image {image.image_id} of series {image.series_id}: {why}")
         event.update(image=image, series=series)  # type: ignore[typeddict-unknown-key]
 
