@@ -20,7 +20,9 @@ from monitor.errors import shorten
 
 __all__ = ["LIVE_KEYS", "ParameterSet", "apply_changes"]
 
-LIVE_KEYS = ("spot_finder", "spotfinder", "peakfinder8", "min_num_peaks_for_hit", "max_num_peaks_for_hit")
+LIVE_KEYS = (
+    "spot_finder", "spotfinder", "peakfinder8", "min_num_peaks_for_hit", "max_num_peaks_for_hit", "ice_ring_sigma",
+)
 """Top-level pipeline keys a run may change: peak finding and what counts as a hit."""
 
 

@@ -14,7 +14,10 @@ What a worker sends (:class:`ProcessedEvent`), the contract outputs rely on:
   ``n_peaks`` (int, found, even beyond those sent), ``n_saturated`` (int,
   pixels reading ``0xC000``), ``frame_mean`` (float, mean of valid pixels),
   ``d_min`` (float, A: the resolution per hit, see :mod:`monitor.processing.science`;
-  None for non-hits and without a detector distance in the geometry);
+  None for non-hits and without a detector distance in the geometry); with a
+  detector distance also the frame's quality (:mod:`monitor.processing.frame_quality`):
+  ``ice_ring_score`` (sigma), ``has_ice`` (the score at ``ice_ring_sigma`` or more),
+  ``n_peaks_off_ice`` and ``background_by_shell`` (photons a pixel per resolution shell);
   with the simulator's truth (``calibration: {simulator_seed: ...}``) also
   ``true_d_min`` (float or None);
 * ``arrays``: ``peak_x``, ``peak_y`` (float32, raw-frame pixels, x = column,
@@ -49,6 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat
 from monitor.errors import DataExtractionError
 from monitor.processing.peakfinder8 import PeakFinder8, PeakFinder8Parameters, PeakList
 from monitor.processing.protocol import ProcessedEvent, Scalar, warm_up_frames
+from monitor.processing.frame_quality import FrameQuality, QualityTotals
 from monitor.processing.ice_rings import ice_ring_shells_px
 from monitor.processing.spotfinder import SpotFinder, SpotFinderParameters
 from monitor.processing.science import (
@@ -120,6 +124,10 @@ class CrystallographyParameters(BaseModel):
         "(peakfinder8, with more chance peaks, wants 10)",
     )
     max_num_peaks_for_hit: NonNegativeInt = 2000
+    ice_ring_sigma: float = Field(
+        default=10.0, ge=0.0, le=1e6, allow_inf_nan=False,
+        description="a frame has ice when its ice shells hold this many sigma of photons over their flanks",
+    )
     hit_rate_window: PositiveInt = Field(default=200, description="frames in the rolling hit rate")
     hit_rate_history: PositiveInt = Field(default=2000, description="rolling hit-rate points kept for plots")
     radial_bin_px: PositiveInt = Field(default=4, description="ring width of the radial profile, pixels")
@@ -153,6 +161,7 @@ class CrystallographyPipeline:
         self._calibration = self._make_calibration(n_modules)
         self._d_map = self._resolution_map()
         self._finder = self._make_finder(p)
+        self._quality = None if self._d_map is None else FrameQuality(self._d_map, self._finder.bins)
         self._bin_pixels = np.bincount(self._finder.bins.ravel()).astype(np.float64)
         self._ring = np.arange(self._bin_pixels.size) // p.radial_bin_px
         self._ring_pixels = np.bincount(self._ring, weights=self._bin_pixels)
@@ -237,10 +246,19 @@ class CrystallographyPipeline:
                 "n_saturated": int(self._calibration.n_saturated),
                 "frame_mean": self._calibration.photon_sum / n_valid if n_valid else math.nan,
                 "d_min": d_min,
+                **self._frame_quality(peaks),
                 **self._compare_with_truth(int(data["event_id"]), peaks, is_hit, arrays),
             },
             arrays=arrays,
         )
+
+    def _frame_quality(self, peaks: PeakList) -> dict[str, Any]:
+        """Ice, spots off the ice rings, background by shell (nothing without a detector distance)."""
+        if self._quality is None:
+            return {}
+        quality = self._quality.measure(peaks.radial_offset, peaks.y, peaks.x)
+        score = quality["ice_ring_score"]
+        return {**quality, "has_ice": score is not None and score >= self.parameters.ice_ring_sigma}
 
     def _d_min(self, peaks: PeakList) -> float | None:
         if self._d_map is None or not len(peaks.x):
@@ -303,6 +321,7 @@ class CrystallographyPipeline:
         self._hits = 0
         self._saturated_frames = 0
         self._peaks_in_hits = 0
+        self._quality_totals = QualityTotals()
         self._recent = deque(maxlen=p.hit_rate_window)
         self._history: deque[tuple[int, float, float]] = deque(maxlen=p.hit_rate_history)
         self._powder = np.zeros(shape, dtype=np.uint32)
@@ -331,6 +350,7 @@ class CrystallographyPipeline:
         self._hits += is_hit
         self._saturated_frames += values["n_saturated"] > 0
         self._recent.append(is_hit)
+        self._quality_totals.add(values)
         self._history.append((values["event_id"], values["timestamp"], self.rolling_hit_rate))
         profile = arrays["radial_profile"]
         self._radial_sum[is_hit][: profile.size] += profile
@@ -411,6 +431,7 @@ class CrystallographyPipeline:
             "hits": self._hits,
             "saturation_rate": round(self._saturated_frames / self._events, 4) if self._events else 0.0,
             "d_min_a": self._d_min_quantile(0.5),
+            **self._quality_totals.status(),
         }
 
     def summary(self) -> dict[str, Any]:
@@ -430,6 +451,7 @@ class CrystallographyPipeline:
             "d_min_p10_a": self._d_min_quantile(0.1),
             "d_min_p90_a": self._d_min_quantile(0.9),
             "peaks_per_resolution_shell": self._shells(),
+            **self._quality_totals.figures(),
             **(self._truth_comparison.figures() if self._truth_comparison.frames else {}),
         }
 
