@@ -173,6 +173,18 @@ def test_frames_can_be_kept_as_calibrated_float32_lossless(tmp_path: Path) -> No
     assert (stored[~valid] == INVALID_PIXEL).all()
 
 
+@pytest.mark.parametrize("compression", ["blosc-shuffle-lz4", "blosc-lz4", "bitshuffle-lz4", "bitshuffle-zstd",
+                                         "zstd", "none"])
+def test_every_compression_reads_back_the_same_whole_photons(tmp_path: Path, compression: str) -> None:
+    files = RollingHitFiles(tmp_path, "run-hits", parameters=HitFileParameters(compression=compression),
+                            experiment=EXPERIMENT)
+    hits = [hit_with_mask(i) for i in range(3)]
+    for hit in hits:
+        files.write(hit)
+    files.close()
+    np.testing.assert_array_equal(read_hits(files.closed)["data"], np.stack([whole_photons(hit) for hit in hits]))
+
+
 def test_a_lost_packet_is_flagged_in_its_hit_and_the_mask_is_rewritten_when_a_bad_pixel_reads(
         tmp_path: Path) -> None:
     files = RollingHitFiles(tmp_path, "run-hits", parameters=HitFileParameters(compression="none"),

@@ -44,12 +44,13 @@ from typing import Any
 import numpy as np
 
 from monitor.outputs.experiment import Experiment
-from monitor.outputs.hdf5_filters import h5py, hdf5plugin
+from monitor.outputs.compression import chunk_compressor, compression_filter
+from monitor.outputs.hdf5_filters import h5py
 from monitor.outputs.parameters import Compression
 from monitor.outputs.stored_pixels import INVALID_PIXEL, StoredPixels
 from monitor.processing.protocol import ProcessedEvent
 
-__all__ = ["CXIFile", "INVALID_PIXEL", "LIBVER", "MASK_INVALID", "PEAK_COLUMNS", "compression_filter"]
+__all__ = ["CXIFile", "INVALID_PIXEL", "LIBVER", "MASK_INVALID", "PEAK_COLUMNS"]
 
 LIBVER = ("v108", "v110")
 """HDF5 format bounds: every object readable by HDF5 1.8 or 1.10 and later."""
@@ -71,24 +72,6 @@ _PEAK_ROWS_PER_CHUNK = 16
 _ROWS_PER_CHUNK = 1024
 
 
-def compression_filter(compression: Compression) -> dict[str, Any]:
-    """h5py ``create_dataset`` keywords for one of the standard filters hdf5plugin ships."""
-    match compression:
-        case "bitshuffle-lz4":
-            return dict(hdf5plugin.Bitshuffle(cname="lz4"))
-        case "bitshuffle-zstd":
-            return dict(hdf5plugin.Bitshuffle(cname="zstd"))
-        case "blosc-lz4":
-            return dict(hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.BITSHUFFLE))
-        case "blosc-shuffle-lz4":
-            return dict(hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.SHUFFLE))
-        case "zstd":
-            return dict(hdf5plugin.Zstd())
-        case "none":
-            return {}
-    raise ValueError(f"unknown compression {compression!r}")
-
-
 class CXIFile:
     """An open CXI file that hits are appended to, one frame per chunk, and its mask."""
 
@@ -108,6 +91,7 @@ class CXIFile:
         self._max_peaks = max_peaks
         self._experiment = experiment
         self._pixels = StoredPixels(self.frame_shape, frame_dtype)
+        self._compress = chunk_compressor(compression)
         self._file = h5py.File(path, "w", libver=LIBVER)
         try:
             self._create(frame_dtype, compression_filter(compression))
@@ -179,7 +163,10 @@ class CXIFile:
         for rows in (self._frames, self._n_peaks, *self._peaks.values(), self._event_ids, self._timestamps,
                      self._parameter_sets, *self._constants):
             rows.grow(row + 1)
-        self._frames.write(row, self._pixels.pixels[np.newaxis])
+        if self._compress is None:
+            self._frames.write(row, self._pixels.pixels[np.newaxis])
+        else:  # the filter's bytes made here: no copy into HDF5's chunk cache
+            self._frames.write_chunk(row, self._compress(self._pixels.pixels))
         n_peaks = min(len(hit.arrays.get("peak_x", ())), self._max_peaks)
         self._n_peaks.write(row, np.array([n_peaks], dtype=np.int32))
         for name, key in PEAK_COLUMNS.items():
@@ -234,3 +221,7 @@ class _Rows:
         space = self.dataset.id.get_space()
         space.select_hyperslab((row, *self._start), (1, *self._row_shape))
         self.dataset.id.write(self._memory, space, value)
+
+    def write_chunk(self, row: int, compressed: bytes) -> None:
+        """Store row ``row``, one chunk, as bytes already compressed the way the dataset's filter would."""
+        self.dataset.id.write_direct_chunk((row, *self._start), compressed)

@@ -28,12 +28,13 @@ __all__ = [
 Compression = Literal["blosc-shuffle-lz4", "bitshuffle-lz4", "bitshuffle-zstd", "blosc-lz4", "zstd", "none"]
 """The standard HDF5 filters (from hdf5plugin) hit files can be compressed with.
 
-For whole photons (int16) of a JUNGFRAU 1M hit, measured with hdf5plugin's
-wheel (built for SSE2 only): ``blosc-shuffle-lz4`` (Blosc, byte shuffle, LZ4)
-0.053 MB in 0.8 ms of CPU; ``bitshuffle-lz4`` 0.050 MB in 1.7 ms;
-``blosc-lz4`` (Blosc, bit shuffle) 0.042 MB in 1.1 ms; ``zstd`` 0.024 MB in
-1.7 ms; ``bitshuffle-zstd`` 0.035 MB in 6.4 ms.  Every one is an HDF5 filter
-plugin that ``HDF5_PLUGIN_PATH`` makes known to h5dump and CrystFEL."""
+For whole photons (int16) of a JUNGFRAU 1M hit, the frame's bytes on disk and
+the CPU to compress and store them, measured with hdf5plugin's wheel (built for
+SSE2 only): ``blosc-shuffle-lz4`` (Blosc, byte shuffle, LZ4) 0.053 MB in 0.4 ms
+(compressed before HDF5: :mod:`monitor.outputs.compression`); ``blosc-lz4``
+(Blosc, bit shuffle) 0.042 MB; ``bitshuffle-lz4`` 0.050 MB in 1.7 ms; ``zstd``
+0.024 MB in 1.7 ms; ``bitshuffle-zstd`` 0.035 MB in 6.4 ms.  Every one is an
+HDF5 filter plugin that ``HDF5_PLUGIN_PATH`` makes known to h5dump and CrystFEL."""
 
 
 class ResultsStreamParameters(BaseModel):

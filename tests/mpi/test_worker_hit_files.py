@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mpi4py import MPI
 
@@ -36,6 +37,8 @@ def test_the_collectors_run_folder_reaches_every_rank_and_each_worker_writes_the
         for rank in range(comm.size - 1):
             with h5py.File(run_dir / f"{run_dir.name}-hits-r{rank:02d}-0000.cxi", "r") as cxi:
                 assert cxi["entry_1/event_id"][()].tolist() == [100 + rank]
+                assert cxi["entry_1/data_1/data"].dtype == np.int16  # whole photons
+                assert cxi["entry_1/data_1/mask"].shape == (32, 48)  # once a file
 
 
 @pytest.mark.mpi(min_size=2)
