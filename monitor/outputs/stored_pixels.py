@@ -2,15 +2,16 @@
 
 Calibrated JUNGFRAU photons carry the electronic noise (about 0.01 photon)
 in every pixel, and those noise bits defeat any compressor: lossless
-float32 hits stay at 3.7 MB of a 4.2 MB frame.  The default stores what a
+float32 hits stay near the frame's own 4 MB.  The default stores what a
 photon-counting pipeline (PSI's Jungfraujoch among them) keeps instead:
-each pixel rounded to the nearest whole photon, as int16, which
-bitshuffle-LZ4 packs to about 0.05 MB for a JUNGFRAU 1M hit.
+each pixel rounded to the nearest whole photon, as int16, which Blosc-LZ4
+(or bitshuffle-LZ4) packs to about 0.06 MB for a JUNGFRAU 1M hit.
 
 * **Sub-photon values** round to the nearest photon, halves up: below half
-  a photon a pixel stores 0, from half a photon 1.  The noise (0.01 photon) never crosses it;
-  a pixel holding k photons stores k exactly unless its noise exceeds half a
-  photon (the simulator's noisy pixels, 1 in 10,000, at 0.2 photon).
+  a photon a pixel stores 0, from half a photon 1.  The noise (0.01 photon)
+  never crosses it; a pixel holding k photons stores k exactly unless its
+  noise exceeds half a photon (the simulator's noisy pixels, 1 in 10,000, at
+  0.2 photon).
 * **Charge shared between pixels**: a photon is counted once, in the pixel
   that holds the most of its charge.  Shared across one pixel border, its
   own pixel keeps half or more and rounding does it.  Near a pixel corner
@@ -19,9 +20,9 @@ bitshuffle-LZ4 packs to about 0.05 MB for a JUNGFRAU 1M hit.
   when the block holds half a photon or more and none of its pixels rounds
   up on its own.  Without that corner rule, rounding alone lost 2.6 % of the
   photons of 5-10 photon spots on the simulator (10 um charge clouds); with
-  it, 0.02 % (``benchmarks/bench_hit_files.py`` measures it against the
+  it, 0.02-0.24 % (``benchmarks/bench_hit_files.py`` measures it against the
   simulator's truth).  ``frame_dtype: float32`` keeps every fraction
-  (lossless, 3.7 MB a hit).
+  (lossless, about 4 MB a hit).
 * **Range**: int16 holds -32767..32767 photons (a JUNGFRAU pixel saturates
   near 10^4 photons of 12 keV); values beyond are clipped; ``int32`` widens
   the top.  Every dtype stores nothing below -32767, so the invalid value
