@@ -4,12 +4,12 @@ Prints the median milliseconds per JUNGFRAU 1M frame of
 1. calibration (raw uint16 -> photons + mask, one compiled pass), next to the
    plain copy of a float32 frame (the memory-traffic floor's scale) and OM's
    method (three ``numpy.where`` over the frame) for reference;
-2. peakfinder8 on the calibrated frame, at its defaults (threshold floor in
-   units of each pixel's noise, from the noise files), next to the old
-   absolute 2.5-photon floor with ``min_pixel_count: 3`` for reference: what
-   the noise-based thresholds cost;
+2. spot finding on the calibrated frame with the default spot finder
+   (:mod:`monitor.processing.spotfinder`), next to peakfinder8 at its defaults
+   (threshold floor in units of each pixel's noise) and with the old absolute
+   2.5-photon floor and ``min_pixel_count: 3`` for reference;
 3. the whole worker pipeline (:meth:`CrystallographyPipeline.process_data`:
-   calibration, peak finding, hit call, d_min, result arrays, frame copy for hits);
+   calibration, spot finding, hit call, d_min, frame quality, result arrays, frame copy for hits);
 with the targets next to them.  Frames come from the crystal simulator (medium
 strength, 25 % hits), cycled so the caches see a stream of different frames.
 Run it on an otherwise idle machine: other processes on the same cores inflate
@@ -34,11 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from monitor.processing.crystallography import CrystallographyParameters, CrystallographyPipeline  # noqa: E402
 from monitor.processing.peakfinder8 import PeakFinder8, PeakFinder8Parameters  # noqa: E402
+from monitor.processing.spotfinder import SpotFinder  # noqa: E402
 from monitor.simulation import SimulatedJungfrau1M  # noqa: E402
 from sources.calibration import CalibrationParameters, JungfrauCalibration  # noqa: E402
 from sources.geometry import DetectorGeometry, default_geometry_path  # noqa: E402
 
-TARGETS_MS = {"calibration": 2.5, "peak finding": 4.0, "worker pipeline": 6.5}
+TARGETS_MS = {"calibration": 2.5, "spot finding": 4.0, "worker pipeline": 6.5}
 
 
 def median_ms(work: Callable[[int], object], repeats: int) -> float:
@@ -78,7 +79,8 @@ def main() -> None:
         pipeline = CrystallographyPipeline(parameters=parameters)
         pipeline.initialize_processing_node(node_rank=1, node_pool_size=2)
     radius = DetectorGeometry.from_crystfel(default_geometry_path()).radius
-    finder = PeakFinder8(parameters.peakfinder8, radius=radius, noise=calibration.noise_photons)
+    finder = SpotFinder(parameters.spotfinder, radius=radius, noise=calibration.noise_photons)
+    classic = PeakFinder8(parameters.peakfinder8, radius=radius, noise=calibration.noise_photons)
     absolute = PeakFinder8(PeakFinder8Parameters(adc_threshold=2.5, min_pixel_count=3), radius=radius)
     calibrated = [tuple(a.copy() for a in calibration.calibrate(raw)) for raw in raws]
     copy_target = np.empty((1024, 1024), np.float32)
@@ -86,7 +88,7 @@ def main() -> None:
 
     figures = {
         "calibration": median_ms(lambda i: calibration.calibrate(raws[i % n]), args.repeats),
-        "peak finding": median_ms(lambda i: finder.find(*calibrated[i % n]), args.repeats),
+        "spot finding": median_ms(lambda i: finder.find(*calibrated[i % n]), args.repeats),
         "worker pipeline": median_ms(
             lambda i: pipeline.process_data(
                 node_rank=1, node_pool_size=2,
@@ -96,7 +98,8 @@ def main() -> None:
         ),
     }
     references = {
-        "peak finding, old 2.5-photon floor": median_ms(lambda i: absolute.find(*calibrated[i % n]), args.repeats),
+        "peakfinder8, noise floor": median_ms(lambda i: classic.find(*calibrated[i % n]), args.repeats),
+        "peakfinder8, old 2.5-photon floor": median_ms(lambda i: absolute.find(*calibrated[i % n]), args.repeats),
         "float32 frame copy (4 MiB)": median_ms(lambda i: np.copyto(copy_target, calibrated[i % n][0]), args.repeats),
         "OM-style calibration (numpy.where)": median_ms(
             lambda i: om_calibration(raws[i % n], detector.pedestal, detector.gain, detector.photon_energy_kev),
