@@ -31,7 +31,7 @@ from typing import Any, Literal
 import cbor2
 import numpy as np
 import zmq
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from monitor.endpoints import Endpoint
 from monitor.simulate import _STOP, _exit_with_parent, _paced
@@ -73,6 +73,12 @@ class Stream2SimulatorParameters(BaseModel):
     distance_m: float = Field(default=0.12, gt=0)
     photon_energy_ev: float = Field(default=12400.0, gt=0)
     truth_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _jungfraujoch_compresses_with_bitshuffle(self) -> Stream2SimulatorParameters:
+        if self.flavour == "jungfraujoch" and self.compression not in ("bslz4", "bszstd"):
+            raise ValueError(f"Jungfraujoch sends bslz4 or bszstd, not {self.compression}")
+        return self
 
     def command_line(self) -> list[str]:
         """The arguments that make ``python -m monitor.stream2.simulator`` run these parameters."""
@@ -281,8 +287,8 @@ def _arguments(argv: list[str] | None) -> Stream2SimulatorParameters:
 def main(argv: list[str] | None = None) -> int:
     try:
         parameters = _arguments(argv)
-    except ValueError as error:
-        print(f"stream2 simulator: {error}", file=sys.stderr)
+    except ValidationError as error:
+        print(f"stream2 simulator: {error.errors()[0]['msg'].removeprefix('Value error, ')}", file=sys.stderr)
         return 2
     _STOP.install()
     started = time.perf_counter()
