@@ -129,6 +129,8 @@ class _Collector:
         self._layout = layout
         self._handler = handler
         self._pipeline = pipeline
+        self.pipeline_ready = False
+        """The pipeline's collecting half is initialized: its figures exist (not after a failed start)."""
         self._run = run
         self._stop_after_acquisition = stop_after_acquisition
         self._source = source
@@ -565,7 +567,7 @@ class _Collector:
         handled = report.events_collected + report.events_failed
         return {
             **handler_figures,
-            **self._pipeline.summary(),
+            **(self._pipeline.summary() if self.pipeline_ready else {}),
             "accounting": frame_accounting(
                 source=self._source_accounting(), processed=report.events_collected,
                 failed=report.events_failed, frames_announced=report.frames_sent,
@@ -650,7 +652,7 @@ class _Collector:
             "events_per_worker": f"{min(counts)}-{max(counts)}",
             **({"lost_ranks": ",".join(map(str, self.report.lost_ranks))} if self.report.lost_ranks else {}),
             **self._handler.collecting_node_status(),
-            **self._pipeline.status(),
+            **(self._pipeline.status() if self.pipeline_ready else {}),
         }
         if self.outputs is not None:
             counters = self.outputs.counters()
@@ -684,6 +686,7 @@ def run_collector(comm: MPI.Comm, layout: RankLayout, handler: DataEventHandlerP
         check_listeners(listeners)
         handler.initialize_event_handling_on_collecting_node(**ranks)
         pipeline.initialize_collecting_node(**ranks)
+        collector.pipeline_ready = True
         collector.outputs = open_outputs()
         if collector.outputs is not None:
             collector.checkpoints.append(collector.outputs.run_dir / "summary.json")
