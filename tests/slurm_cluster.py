@@ -82,6 +82,7 @@ class OneNodeCluster:
         self._prefix = self._network_namespace()
         munge_socket = self._start_munge()
         self.config.write_text(self._slurm_conf(munge_socket))
+        (self.folder / "spool" / "n1").mkdir(exist_ok=True)
         self._spawn(self._prefix, "slurmctld", "-D", "-f", str(self.config))
         self._spawn(self._prefix, "slurmd", "-D", "-N", "n1", "-f", str(self.config))
         _wait_for(self._nodes_idle, 60, f"the node never became idle; see {self.folder / 'logs'}")
@@ -283,9 +284,14 @@ class TwoNodeCluster(OneNodeCluster):
                 subprocess.run([*self.prefixes[name], "ip", *step], check=True)
 
     def _slurm_conf(self, munge_socket: Path) -> str:
+        # A node-local temporary folder each (one disk serves both): PMIx makes its step folder there,
+        # under the same name on every node.
+        for name in self.NODES:
+            (self.folder / f"tmp-{name}").mkdir(exist_ok=True)
+            (self.folder / "spool" / name).mkdir(exist_ok=True)
         nodes = "".join(f"NodeName={name} NodeAddr={address} CPUs={self.cpus} State=UNKNOWN\n"
                         for name, address in self.NODES.items())
-        return self._common_conf(munge_socket, controller=f"n1({self.NODES['n1']})") + nodes + (
+        return self._common_conf(munge_socket, controller=f"n1({self.NODES['n1']})") + f"TmpFS={self.folder}/tmp-%n\n" + nodes + (
             f"PartitionName=test Nodes={','.join(self.NODES)} Default=YES MaxTime=INFINITE State=UP\n")
 
 
