@@ -137,6 +137,8 @@ def test_snapshot_holds_latest_hit_and_history(collector: CrystallographyPipelin
     # ice's strongest ring (3.897 A) at 12.4 keV and 120 mm: 2 theta 14.7 degrees, 421 pixels from the beam
     inner, outer = snapshot["ice_ring_shells_px"][0]
     assert inner < 421 < outer and outer - inner < 20
+    assert snapshot["powder_polar"].sum() == snapshot["powder"].sum()  # every peak in its ring and sector
+    assert snapshot["powder_polar_pixels"].sum() == 1024 * 1024
 
 
 def test_summary_is_json_safe(collector: CrystallographyPipeline) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from monitor.outputs.plot_data import binned_powder
+from monitor.outputs.plot_data import binned_powder, polar_powder
 from monitor.outputs.report import RunReport, flatten_figures
 from monitor.outputs.synthetic import synthetic_snapshot
 
@@ -100,3 +100,16 @@ def test_report_shades_the_ice_ring_shells_on_the_radial_plots(tmp_path: Path) -
         return int((np.abs(picture - shade).max(axis=2) < 0.03).sum())
 
     assert shaded(pictures["ice"]) > 2000 > shaded(pictures["plain"])
+
+
+def test_polar_powder_draws_each_ring_and_sector_at_its_density() -> None:
+    counts, pixels = np.zeros((300, 36), np.uint32), np.full((300, 36), 10, np.uint32)
+    counts[100] = 5  # a ring of 0.5 peaks a pixel at 100 pixels
+    pixels[:, 0] = 0  # a sector the detector does not cover
+    image = polar_powder({"powder_polar": counts, "powder_polar_pixels": pixels}, reach_px=128)
+    assert image.shape == (256, 256)
+    y, x = np.mgrid[-128:128, -128:128] + 0.5
+    ring = np.rint(np.hypot(x, y)) == 100
+    covered = np.isfinite(image)
+    assert (image[ring & covered] == 0.5).all() and (image[~ring & covered] == 0).all()
+    assert 0 < (~covered).mean() < 1 / 30  # the uncovered sector, 10 degrees of 360

@@ -15,7 +15,7 @@ import numpy as np
 
 from monitor.outputs.protocol import HIT_RATE_HISTORY, ICE_RING_SHELLS_PX, POWDER, RADIAL_BIN_PX, RADIAL_PROFILES
 
-__all__ = ["Curve", "binned_powder", "hit_rate_curve", "ice_ring_shells", "radial_curves"]
+__all__ = ["Curve", "binned_powder", "hit_rate_curve", "ice_ring_shells", "polar_powder", "radial_curves"]
 
 POWDER_BIN_PX = 4
 """Pixels a side of one virtual-powder bin: a run holds ~0.1 peak a pixel, ~2 a bin, so rings stand out."""
@@ -79,12 +79,35 @@ def binned_powder(snapshot: Mapping[str, Any], bin_px: int = POWDER_BIN_PX) -> n
         return None
     rows, cols = (n // bin_px for n in powder.shape)
     blocks = powder[: rows * bin_px, : cols * bin_px].astype(np.float64)
-    binned = blocks.reshape(rows, bin_px, cols, bin_px).sum(axis=(1, 3))
+    return _smoothed(blocks.reshape(rows, bin_px, cols, bin_px).sum(axis=(1, 3)))
+
+
+def polar_powder(snapshot: Mapping[str, Any], reach_px: int = 256) -> np.ndarray | None:
+    """The virtual powder around the beam as an image (``2 reach_px`` pixels a side, the beam at its centre,
+    y up), each pixel showing the peaks per pixel of its polar bin (1-pixel ring, azimuthal sector): a powder
+    pattern is a function of radius with slow azimuthal changes, so the rings show as circles where the peaks
+    of single pixels are noise.  NaN where the detector has no pixel; None when the snapshot has no polar powder.
+    """
+    counts, pixels = snapshot.get("powder_polar"), snapshot.get("powder_polar_pixels")
+    if not (isinstance(counts, np.ndarray) and isinstance(pixels, np.ndarray) and counts.ndim == 2
+            and counts.shape == pixels.shape):
+        return None
+    with np.errstate(invalid="ignore", divide="ignore"):
+        density = np.where(pixels > 0, counts / pixels, np.nan)
+    y, x = np.mgrid[-reach_px:reach_px, -reach_px:reach_px] + 0.5
+    ring = np.minimum(np.rint(np.hypot(x, y)).astype(np.intp), density.shape[0] - 1)
+    sectors = density.shape[1]
+    sector = np.minimum(((np.arctan2(y, x) + np.pi) / (2 * np.pi) * sectors).astype(np.intp), sectors - 1)
+    return density[ring, sector]
+
+
+def _smoothed(image: np.ndarray) -> np.ndarray:
+    """``image`` smoothed by a 1-2-1 kernel along each axis (edges repeated)."""
     for axis in (0, 1):
-        padded = np.pad(binned, [(1, 1) if k == axis else (0, 0) for k in (0, 1)], mode="edge")
-        low, high = (np.take(padded, range(start, start + binned.shape[axis]), axis=axis) for start in (0, 2))
-        binned = 0.25 * low + 0.5 * binned + 0.25 * high
-    return binned
+        padded = np.pad(image, [(1, 1) if k == axis else (0, 0) for k in (0, 1)], mode="edge")
+        low, high = (np.take(padded, range(start, start + image.shape[axis]), axis=axis) for start in (0, 2))
+        image = 0.25 * low + 0.5 * image + 0.25 * high
+    return image
 
 
 def ice_ring_shells(snapshot: Mapping[str, Any]) -> list[tuple[float, float]]:

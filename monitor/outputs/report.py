@@ -1,9 +1,11 @@
 """The end-of-run report: ``report.png`` and ``summary.json``.
 
 ``report.png`` draws the hit-rate history, the mean radial profiles, the
-virtual powder (as an image of 4 x 4-pixel bins, smoothed, so that the
-lattice's rings show, and by radius: peaks per pixel of each ring, where
-Debye-Scherrer rings stand out; the hexagonal-ice shells shaded on both radial plots), the peaks of hits per resolution shell
+virtual powder (as an image around the beam of peaks per pixel in each 1-pixel
+ring and 10-degree sector, so that the lattice's rings show as circles, or the
+raw frame's in smoothed 4 x 4-pixel bins; and by radius: peaks per pixel of each
+ring, where Debye-Scherrer rings stand out; the hexagonal-ice shells shaded on
+both radial plots), the peaks of hits per resolution shell
 (with the median d_min per hit), the recall per photon bin against the
 simulator's truth (when the summary has it) and a table of the scalar figures.
 
@@ -25,7 +27,7 @@ from matplotlib.figure import Figure
 
 from monitor.outputs.builtin import to_builtin
 from monitor.outputs.plot_data import (
-    POWDER_BIN_PX, Curve, binned_powder, hit_rate_curve, ice_ring_shells, radial_curves,
+    POWDER_BIN_PX, Curve, binned_powder, hit_rate_curve, ice_ring_shells, polar_powder, radial_curves,
 )
 from monitor.processing.protocol import ProcessedEvent
 from monitor.processing.science import resolution_shell_labels
@@ -124,16 +126,26 @@ class RunReport:
         axes.tick_params(axis="x", labelrotation=30)
 
     def _powder(self, axes: Axes) -> None:
-        axes.set(title=f"Virtual powder ({POWDER_BIN_PX} x {POWDER_BIN_PX} pixel bins, smoothed)",
-                 xlabel="column", ylabel="row")
-        binned = binned_powder(self._snapshot)
-        if binned is None:
-            _not_available(axes)
-            return
-        low, high = np.percentile(binned, [1.0, 99.7])
-        extent = (0, binned.shape[1] * POWDER_BIN_PX, binned.shape[0] * POWDER_BIN_PX, 0)  # raw-frame pixels
-        image = axes.imshow(binned, cmap="viridis", vmin=low, vmax=max(high, low + 1e-6), extent=extent)
-        axes.figure.colorbar(image, ax=axes, label="peaks per bin")
+        """The polar powder around the beam where the pipeline gives one (rings as circles across the
+        module gap), else the raw frame's in smoothed bins: either way rings show over counting noise."""
+        polar = polar_powder(self._snapshot)
+        if polar is not None:
+            binned, reach = polar, polar.shape[0] / 2
+            axes.set(title="Virtual powder around the beam (1-pixel rings x 10-degree sectors)",
+                     xlabel="x (pixels from the beam)", ylabel="y (pixels from the beam)")
+            extent = (-reach, reach, -reach, reach)
+        else:
+            binned = binned_powder(self._snapshot)
+            if binned is None:
+                _not_available(axes)
+                return
+            axes.set(title=f"Virtual powder ({POWDER_BIN_PX} x {POWDER_BIN_PX} pixel bins, smoothed)",
+                     xlabel="column", ylabel="row")
+            extent = (0, binned.shape[1] * POWDER_BIN_PX, binned.shape[0] * POWDER_BIN_PX, 0)  # raw-frame pixels
+        low, high = np.nanpercentile(binned, [1.0, 99.7])
+        image = axes.imshow(binned, cmap="viridis", vmin=low, vmax=max(high, low + 1e-6), extent=extent,
+                            origin="lower" if polar is not None else "upper")
+        axes.figure.colorbar(image, ax=axes, label="peaks per pixel" if polar is not None else "peaks per bin")
 
 
 def _recall(axes: Axes, figures: dict[str, Any]) -> None:

@@ -71,6 +71,9 @@ __all__ = ["CrystallographyParameters", "CrystallographyPipeline", "SimulatedCal
 _PEAKOGRAM_LOG_RANGE = (0.0, 6.0)
 """log10 of peak intensity covered by the peakogram (1 to 1e6 photons)."""
 _PEAKOGRAM_LOG_BINS = 60
+_POWDER_SECTORS = 36
+"""Azimuthal sectors (10 degrees) of the polar virtual powder: 1-pixel rings, so a lattice's rings stay sharp,
+over arcs long enough to hold a few peaks each, so they stand out of the counting noise."""
 _D_MIN_EDGES_A = np.linspace(0.0, 20.0, 2001)
 """d_min per hit is kept as a histogram (0.01 A bins; 20 A and beyond in the last): bounded memory in a long run."""
 
@@ -334,6 +337,12 @@ class CrystallographyPipeline:
         self._radius_pixels = np.bincount(self._radius_px.ravel())
         self._powder_radial = np.zeros(self._radius_pixels.size, dtype=np.int64)
         self._d_min_counts = np.zeros(_D_MIN_EDGES_A.size - 1, dtype=np.int64)
+        azimuth = np.arctan2(self._geometry.y, self._geometry.x)
+        sector = np.minimum(((azimuth + np.pi) / (2 * np.pi) * _POWDER_SECTORS).astype(np.intp), _POWDER_SECTORS - 1)
+        self._polar_bin = self._radius_px * _POWDER_SECTORS + sector
+        self._powder_polar = np.zeros((self._radius_pixels.size, _POWDER_SECTORS), dtype=np.uint32)
+        self._polar_pixels = np.bincount(self._polar_bin.ravel(), minlength=self._powder_polar.size).reshape(
+            self._powder_polar.shape).astype(np.uint32)
         self._ice_shells = (
             np.empty((0, 2)) if self._d_map is None else ice_ring_shells_px(self._d_map, self._geometry.radius)
         )
@@ -362,6 +371,7 @@ class CrystallographyPipeline:
             np.add.at(self._powder, (rows, cols), 1)
             self._add_to_peakogram(rows, cols, arrays["peak_intensity"])
             np.add.at(self._powder_radial, self._radius_px[rows, cols], 1)
+            np.add.at(self._powder_polar.ravel(), self._polar_bin[rows, cols], 1)
         if is_hit:
             self._peaks_in_hits += values["n_peaks"]
             if "frame" in arrays or self._latest_hit is None or "frame" not in self._latest_hit.arrays:
@@ -469,7 +479,9 @@ class CrystallographyPipeline:
         ``peaks_per_resolution_shell`` (int64: peaks of hits per shell),
         ``powder_radial`` (float64: peaks per pixel of each 1-pixel ring from the beam), and the
         figures of :meth:`status` (``d_min_a``: median d_min of the hits so far), and
-        ``ice_ring_shells_px`` ((n, 2) float64: inner and outer radius, pixels, of each ice-ring shell).
+        ``ice_ring_shells_px`` ((n, 2) float64: inner and outer radius, pixels, of each ice-ring shell),
+        ``powder_polar`` (uint32: peaks per 1-pixel ring and 10-degree sector around the beam, lab frame)
+        with ``powder_polar_pixels`` (uint32: the pixels of each such bin).
         """
         snapshot: dict[str, Any] = {
             **self.status(),
@@ -485,6 +497,8 @@ class CrystallographyPipeline:
             "resolution_shells_a": np.array(RESOLUTION_SHELLS_A),
             "peaks_per_resolution_shell": self._shell_peaks.copy(),
             "ice_ring_shells_px": self._ice_shells,
+            "powder_polar": self._powder_polar.copy(),
+            "powder_polar_pixels": self._polar_pixels,
         }
         if self._latest_hit is not None:
             # A collected result's arrays are its own (received fresh, never reused or changed),
