@@ -142,7 +142,10 @@ class ViewerWindow(QtWidgets.QMainWindow):
             self.peak_markers.setData(x=x, y=y)
             hit = header.get("hit") or {}
             d_min = f", d_min {hit['d_min']:.2f} \u212b" if isinstance(hit.get("d_min"), (int, float)) else ""
-            self.hit_plot.setTitle(f"Latest hit: event {hit.get('event_id')}, {x.size} peaks{d_min} ({layout.name})")
+            score = hit.get("ice_ring_score")
+            ice = f", ice rings {score:.0f} \u03c3" if isinstance(score, (int, float)) else ""
+            self.hit_plot.setTitle(
+                f"Latest hit: event {hit.get('event_id')}, {x.size} peaks{d_min}{ice} ({layout.name})")
         self.messages_shown += 1
 
     @staticmethod
