@@ -158,3 +158,11 @@ def test_a_recorded_jungfrau_run_is_calibrated_and_replayed_once_at_the_true_hit
     assert summary["events_processed"] == 60 and summary["events_failed"] == 0
     assert_balanced(summary, sent=60)
     assert abs(summary["hits"] - len(hits)) <= 1, (summary["hits"], len(hits))
+
+
+def test_a_glob_that_names_no_file_ends_the_run_with_one_line(tmp_path):
+    config = example_config(tmp_path, retrieval={"data_event_handler": "NxmxFileDataEventHandler",
+                                                 "source": str(tmp_path / "none_*_master.h5")})
+    done = run_monitor(3, config, tmp_path / "summary.json")
+    assert done.returncode == 2 and "data_retrieval_layer.source: no file" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -148,3 +148,12 @@ def test_a_signal_ends_the_series_behind_the_images_handed_on(tmp_path):
     assert series["ended"] == "stopped" and summary["events_processed"] == series["images"] >= 20
     accounting = assert_balanced(summary, sent=summary["simulated_frames"])
     assert set(accounting["dropped"]) <= {"stop"} and summary["events_failed"] == 0
+
+
+def test_no_start_message_within_the_timeout_ends_the_run_with_one_line(tmp_path):
+    silent = free_tcp_url()  # nobody sends there
+    config = example_config(tmp_path, source=silent, start_timeout_s=1)
+    done = run_monitor(3, config, tmp_path / "summary.json")
+    assert done.returncode == 2, done.stderr
+    assert f"no start message from {silent} within start_timeout_s (1 s)" in done.stderr
+    assert "Traceback" not in done.stderr
