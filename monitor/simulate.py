@@ -21,14 +21,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -38,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from monitor import wire
 from monitor.endpoints import Endpoint, endpoint_with_port_offset
 from monitor.memory import keep_frame_buffers
+from monitor.simulated_sending import STOP, exit_with_parent, paced
 from monitor.simulation.crystal import CrystalChoice, crystal_from_text, crystal_to_text
 
 if TYPE_CHECKING:
@@ -94,37 +91,6 @@ class SimulatorParameters(BaseModel):
         return args
 
 
-class _Stop:
-    """SIGTERM/SIGINT as a flag: the acquisition ends early, in order, like a detector stop."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def install(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self._note)
-
-    def _note(self, signum: int, frame: FrameType | None) -> None:
-        self.requested = True
-
-
-_STOP = _Stop()
-
-
-def _paced(count: int, rate_hz: float, first: int, pause: tuple[int, float] | None) -> Iterator[int]:
-    """Frame numbers at ``rate_hz``, catching up after a slow frame rather than drifting."""
-    start = time.perf_counter()
-    for i in range(count):
-        if _STOP.requested:
-            return
-        if pause is not None and i == pause[0]:
-            start += pause[1]
-        delay = start + i / rate_hz - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        yield first + i
-
-
 def _stream_slices(streams: int) -> list[tuple[int, slice]]:
     """(row index, frame rows) of each stream: a module, or half a module."""
     rows = 1024 // streams
@@ -157,7 +123,7 @@ def _frames(parameters: SimulatorParameters) -> Iterator[tuple[int, np.ndarray, 
     from monitor.simulation import SimulatedJungfrau1M
 
     model = SimulatedJungfrau1M(seed=parameters.seed, hit_fraction=parameters.hit_fraction, crystal=parameters.crystal)
-    for number in _paced(parameters.frames, parameters.rate_hz, parameters.first_frame, parameters.pause):
+    for number in paced(parameters.frames, parameters.rate_hz, parameters.first_frame, parameters.pause):
         raw, frame_truth = model.frame(number)
         yield number, raw, frame_truth
 
@@ -252,18 +218,6 @@ def _wait_for_subscribers(sockets: list[zmq.Socket], timeout_s: float) -> None:
               file=sys.stderr)
 
 
-def _exit_with_parent() -> None:
-    """Started by the monitor, the simulator must not outlive it (e.g. after a kill -9)."""
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(0)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
 def run_simulator(parameters: SimulatorParameters) -> int:
     """Send one acquisition; return the number of frames sent."""
     context = zmq.Context()
@@ -301,7 +255,7 @@ def _arguments(argv: list[str] | None) -> SimulatorParameters:
     parser.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.exit_with_parent:
-        _exit_with_parent()
+        exit_with_parent()
     return SimulatorParameters(
         protocol=args.protocol, url=args.url, frames=args.frames, rate_hz=args.rate,
         streams=args.streams, first_frame=args.first_frame, seed=args.seed,
@@ -318,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"simulator: {error}", file=sys.stderr)
         return 2
     keep_frame_buffers()
-    _STOP.install()
+    STOP.install()
     start = time.perf_counter()
     sent = run_simulator(parameters)
     elapsed = time.perf_counter() - start

@@ -34,7 +34,7 @@ import zmq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from monitor.endpoints import Endpoint
-from monitor.simulate import _STOP, _exit_with_parent, _paced
+from monitor.simulated_sending import STOP, exit_with_parent, paced
 from monitor.simulation.crystal import CrystalChoice, CrystalModel, crystal_from_text, crystal_settings, crystal_to_text
 from monitor.stream2.cbor import NODATA, Compression, encode_array
 
@@ -234,7 +234,7 @@ def run_simulator(parameters: Stream2SimulatorParameters) -> int:
             if jungfraujoch:
                 socket.send(cbor2.dumps({"type": "calibration", "series_id": parameters.series_id,
                                          "data": {"pedestal_g0": encode_array(np.zeros(8, np.uint16))}}))
-            for image_id in _paced(parameters.frames, parameters.rate_hz, 0, None):
+            for image_id in paced(parameters.frames, parameters.rate_hz, 0):
                 image = detector.image(image_id)
                 socket.send(cbor2.dumps(image_message(detector, image_id, image, unique_id)))
                 sent += 1
@@ -275,7 +275,7 @@ def _arguments(argv: list[str] | None) -> Stream2SimulatorParameters:
     parser.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.exit_with_parent:
-        _exit_with_parent()
+        exit_with_parent()
     return Stream2SimulatorParameters(
         url=args.url, detector=args.detector, frames=args.frames, rate_hz=args.rate, dtype=args.dtype,
         compression=args.compression, channels=args.channels, flavour=args.flavour, series_id=args.series_id,
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as error:
         print(f"stream2 simulator: {error.errors()[0]['msg'].removeprefix('Value error, ')}", file=sys.stderr)
         return 2
-    _STOP.install()
+    STOP.install()
     started = time.perf_counter()
     sent = run_simulator(parameters)
     elapsed = time.perf_counter() - started
