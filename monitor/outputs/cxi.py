@@ -43,8 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from monitor.outputs.experiment import Experiment
 from monitor.outputs.compression import chunk_compressor, compression_filter
+from monitor.outputs.experiment import Experiment
 from monitor.outputs.hdf5_filters import h5py
 from monitor.outputs.parameters import Compression
 from monitor.outputs.stored_pixels import INVALID_PIXEL, StoredPixels
