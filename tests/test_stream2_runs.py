@@ -50,12 +50,13 @@ def test_the_eiger2_example_processes_its_series_at_the_true_hit_rate(tmp_path, 
     assert "p0/max_fs = 1027" in geometry and "p0/max_ss = 1061" in geometry and "clen = 0.12" in geometry
 
 
-def test_a_jungfraujoch_stream_counts_its_extra_messages_and_reads_bitshuffle_zstd(tmp_path):
+@pytest.mark.parametrize("ranks", [2, 8])
+def test_a_jungfraujoch_stream_counts_its_extra_messages_and_reads_bitshuffle_zstd(tmp_path, ranks):
     frames = 200
     config = example_config(tmp_path, simulator={"detector": "500K", "dtype": "uint16", "compression": "bszstd",
                                                  "flavour": "jungfraujoch", "frames": frames, "rate_hz": 200})
     summary_file = tmp_path / "summary.json"
-    done = run_monitor(2, config, summary_file)
+    done = run_monitor(ranks, config, summary_file)
     assert done.returncode == 0, done.stderr
     summary = json.loads(summary_file.read_text())
     assert summary["events_processed"] == frames and summary["events_failed"] == 0
