@@ -54,5 +54,14 @@ python -m monitor "$CONFIG" --check
 # taking frames, drains, writes its summary and closes its files. SLURM sends SIGKILL
 # KillWait seconds later (`scontrol show config | grep KillWait`; 30 s by default).
 # --kill-on-bad-exit ends the step when one rank dies.
+SUMMARY=${MONITOR_SUMMARY:-monitor-${SLURM_JOB_ID}.summary.json}
+status=0
 srun --mpi="$MONITOR_SRUN_MPI" --distribution=block --kill-on-bad-exit=1 \
-    python -m monitor "$CONFIG" --summary-json "${MONITOR_SUMMARY:-monitor-${SLURM_JOB_ID}.summary.json}"
+    python -m monitor "$CONFIG" --summary-json "$SUMMARY" || status=$?
+
+# The job's exit code is the monitor's verdict, from its summary where the run ended in order:
+# --kill-on-bad-exit may have terminated tasks that were exiting with it anyway, and srun then
+# reports their signal (143) instead.
+verdict=$(python -c 'import json, sys; s = json.load(open(sys.argv[1]))
+print(s["exit_code"] if s.get("state") == "complete" else "")' "$SUMMARY" 2>/dev/null || true)
+exit "${verdict:-$status}"

@@ -122,15 +122,15 @@ def run(config: MonitorConfig, *, print_status: StatusPrinter, comm: MPI.Comm | 
         summary["output_dir"] = str(outputs.run_dir)
         exit_code = _close_outputs(outputs, summary) or exit_code
     log.debug("outputs closed")
+    if report.lost_ranks:
+        exit_code = max(exit_code, 1)
     if summary_json is not None:
-        try:
-            write_json_atomically(summary_json, {"state": "complete", **summary})
+        try:  # the verdict too: a launcher that kills tasks as they exit may report a signal instead
+            write_json_atomically(summary_json, {"state": "complete", **summary, "exit_code": exit_code})
         except OSError as error:  # the table is still printed; the exit code says the file is missing
             summary["errors"].append(f"cannot write the summary to {summary_json}: {error.strerror or one_line(error)}")
             exit_code = max(exit_code, 1)
-    if report.lost_ranks:
-        return RunOutcome(exit_code=max(exit_code, 1), summary=summary, abort=True)
-    return RunOutcome(exit_code=exit_code, summary=summary)
+    return RunOutcome(exit_code=exit_code, summary=summary, abort=bool(report.lost_ranks))
 
 
 def _watch_this_host(layout: RankLayout, checkpoints: list[Path]) -> RankWatch:
