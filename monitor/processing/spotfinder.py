@@ -156,6 +156,17 @@ def _photons_only(
     n3 = 0.0
     s5 = 0.0
     n5 = 0.0
+    if r0 <= i0 - 2 and i0 + 2 < r1 and c0 <= j0 - 2 and j0 + 2 < c1:  # inside its asic: fixed bounds, unrolled
+        for di in range(5):
+            for dj in range(5):
+                v = data[i0 - 2 + di, j0 - 2 + dj] if mask[i0 - 2 + di, j0 - 2 + dj] else np.float32(0.0)
+                valid = 1.0 if mask[i0 - 2 + di, j0 - 2 + dj] else 0.0
+                s5 += v
+                n5 += valid
+                if 1 <= di <= 3 and 1 <= dj <= 3:
+                    s3 += v
+                    n3 += valid
+        return s3, n3, s5, n5
     for i in range(max(i0 - 2, r0), min(i0 + 3, r1)):
         for j in range(max(j0 - 2, c0), min(j0 + 3, c1)):
             if mask[i, j]:
