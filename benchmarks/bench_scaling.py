@@ -35,6 +35,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import queue
 import subprocess
 import sys
 import tempfile
@@ -62,6 +63,10 @@ SENDER_HWM = 16
 """Frames a sender socket queues for one peer before a send waits (PSI's synchronizer queues few)."""
 STREAM_PORTS = (wire.FIRST_UDP_PORT, wire.FIRST_UDP_PORT + 1)
 """The UDP port of each module's receiver, as frame headers carry it."""
+
+
+class RunFailed(Exception):
+    """One run did not complete (the monitor's exit code and last line, or a timeout): the table goes on."""
 
 
 @dataclass(frozen=True)
@@ -163,8 +168,12 @@ def sender(path: Route, urls: list[str], frames: list[np.ndarray], seconds: floa
 
 
 def run_monitor(path: Route, ranks: int, frames: list[np.ndarray], seconds: float,
-                folder: Path) -> tuple[dict, SenderFigures | None]:
-    """One run of the monitor at ``ranks`` ranks on one path; its summary and the sender's figures."""
+                folder: Path) -> tuple[dict, SenderFigures]:
+    """One run of the monitor at ``ranks`` ranks on one path; its summary and the sender's figures.
+
+    Raises :class:`RunFailed` when the monitor exits non-zero, or is still running (then killed)
+    three minutes after the sender's time.
+    """
     if path == "direct":
         urls = [f"tcp://127.0.0.1:{free_port()}"]
         layer = {"source": urls[0]}
@@ -185,13 +194,16 @@ def run_monitor(path: Route, ranks: int, frames: list[np.ndarray], seconds: floa
                                "--summary-json", str(summary_file)], stdin=subprocess.DEVNULL,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                               timeout=seconds + 180)
-        figures = results.get(timeout=30) if done.returncode == 0 else None
+        if done.returncode != 0:
+            raise RunFailed(f"exit code {done.returncode}: {(done.stderr.strip().splitlines() or [''])[-1]}")
+        figures = results.get(timeout=30)
+    except subprocess.TimeoutExpired:
+        raise RunFailed(f"still running {seconds + 180:.0f} s after it started: killed") from None
+    except queue.Empty:
+        raise RunFailed("the monitor ended, but the sender never reported (it died)") from None
     finally:
         process.kill()
         process.join()
-    if done.returncode != 0:
-        raise RuntimeError(f"monitor at -n {ranks} ({path}) exited {done.returncode}: "
-                           f"{done.stderr.strip().splitlines()[-1:] or ''}")
     return json.loads(summary_file.read_text()), figures
 
 
@@ -238,7 +250,11 @@ def main() -> None:
         print("  ranks  frames/s   sent/s  sender blocked  dropped   accounting (the sender's count)")
         for ranks in args.ranks:
             with tempfile.TemporaryDirectory() as folder:
-                summary, figures = run_monitor(path, ranks, frames, args.seconds, Path(folder))
+                try:
+                    summary, figures = run_monitor(path, ranks, frames, args.seconds, Path(folder))
+                except RunFailed as failure:
+                    print(f"  {ranks:5d}   failed: {failure}")
+                    continue
             print_run(ranks, summary, figures)
     print(f"({time.perf_counter() - started:.0f} s in all)")
 
