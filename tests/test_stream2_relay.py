@@ -98,3 +98,33 @@ def test_a_moved_detector_is_said_once(caplog):
     moved = [r.getMessage() for r in caplog.records if "changes" in r.getMessage()]
     assert moved == ["series 3 (c) changes beam_center_x: peaks and d_min follow the first series' geometry; "
                      "restart the monitor to follow the detector"]
+
+
+def test_a_worker_that_has_gone_is_forgotten_and_the_others_take_its_images():
+    """A worker whose connection is gone (a lost rank) is one the ROUTER cannot reach: its
+    identity (here one that never connected, so the test does not race the disconnect) is
+    dropped at the first send, and its images and the end go to the others."""
+    source, bind = free_tcp_url(), free_tcp_url()
+    context = zmq.Context()
+    detector, staying = context.socket(zmq.PUSH), context.socket(zmq.DEALER)
+    detector.bind(source)
+    relay = Stream2Relay(source=source, bind=bind, receive_hwm=4)
+    relay._known.append(b"gone")  # before the thread starts: a worker with two credits left behind
+    relay._ready.extend([b"gone", b"gone"])
+    relay.start()
+    try:
+        staying.connect(bind)
+        for _ in range(3):
+            staying.send(CREDIT)
+        detector.send(cbor2.dumps({"type": "start", "series_id": 2}))
+        for image_id in range(3):
+            detector.send(cbor2.dumps({"type": "image", "series_id": 2, "image_id": image_id}))
+        detector.send(cbor2.dumps({"type": "end", "series_id": 2}))
+        received = _drain([staying], until=END)
+        assert [m[0] for m in received] == [ANNOUNCE, IMAGE, IMAGE, IMAGE, END]
+        assert json.loads(received[-1][2])["frames_sent"] == 3 and relay.error is None
+    finally:
+        relay.close()
+        for socket in (detector, staying):
+            socket.close(linger=0)
+        context.term()

@@ -196,23 +196,33 @@ class Stream2Relay:
             if identity not in self._known:
                 self._known.append(identity)
                 if self._start_message is not None:  # a late worker learns the open series first
-                    self._send(identity, ANNOUNCE if not self._announced else START, self._start_message)
-                    self._announced = True
+                    if self._send(identity, ANNOUNCE if not self._announced else START, self._start_message):
+                        self._announced = True
             self._ready.append(identity)
 
-    def _send(self, identity: bytes, kind: bytes, *payload: Any) -> None:
-        self._workers.send_multipart([identity, kind, *payload], copy=False)
+    def _send(self, identity: bytes, kind: bytes, *payload: Any) -> bool:
+        """Hand a message to one worker; False, and the worker forgotten, when it has gone (a lost rank:
+        the run goes on without it, and so does the relay)."""
+        try:
+            self._workers.send_multipart([identity, kind, *payload], copy=False)
+            return True
+        except zmq.ZMQError as error:
+            if error.errno != zmq.EHOSTUNREACH:
+                raise
+        if identity in self._known:
+            self._known.remove(identity)
+            log.warning("Stream V2 relay: a worker has gone; the others take its share")
+        self._ready = deque(ready for ready in self._ready if ready != identity)
+        return False
 
     def _route(self, frame: zmq.Frame) -> bool:
         """Hand ``frame`` on; False when it is an image and no worker can take one yet (it waits)."""
         kind = message_type(frame.buffer)
-        if (kind == "image" or kind is None) and not self._ready:
-            return False
+        if kind == "image" or kind is None:
+            return self._image(frame, readable=kind is not None)
         with self._lock:
             self._counts.messages += 1
-        if kind == "image" or kind is None:
-            self._image(frame, readable=kind is not None)
-        elif kind == "start":
+        if kind == "start":
             self._start(frame)
         elif kind == "end":
             self._end(frame)
@@ -224,16 +234,22 @@ class Stream2Relay:
                 log.info("Stream V2: messages of type %r are not used here (counted, not read)", kind[:40])
         return True
 
-    def _image(self, frame: zmq.Frame, *, readable: bool) -> None:
-        identity = self._ready.popleft()
-        self._send(identity, IMAGE, frame)
+    def _image(self, frame: zmq.Frame, *, readable: bool) -> bool:
+        """Hand an image to the next worker with credit; False when none can take it yet."""
+        while self._ready:
+            if self._send(self._ready.popleft(), IMAGE, frame):
+                break
+        else:
+            return False
         with self._lock:
+            self._counts.messages += 1
             self._counts.images += 1
             self._counts.unreadable += not readable
             if self._series and self._series[-1].ended is None:
                 self._series[-1].images += 1
             else:  # images with no start before them: the workers fail them, but they are counted here
                 self._series.append(RelayedSeries(None, None, images=1))
+        return True
 
     def _start(self, frame: zmq.Frame) -> None:
         self._end_open_series("a new start message")
@@ -245,9 +261,9 @@ class Stream2Relay:
         if self._first_start is None:
             self._first_start = frame.bytes
             self._started.set()
-        for identity in self._known:
-            self._send(identity, START if self._announced else ANNOUNCE, frame)
-            self._announced = True
+        for identity in list(self._known):
+            if self._send(identity, START if self._announced else ANNOUNCE, frame):
+                self._announced = True
 
     def _end(self, frame: zmq.Frame) -> None:
         with self._lock:
@@ -268,7 +284,8 @@ class Stream2Relay:
         with self._lock:
             series.ended = why
         self._start_message = None
-        if self._known:
-            counts = json.dumps({"frames_sent": series.images, "series_id": series.series_id,
-                                 "series_unique_id": series.series_unique_id, "ended": why}).encode()
-            self._send(self._known[0], END, frame if frame is not None else b"", counts)
+        counts = json.dumps({"frames_sent": series.images, "series_id": series.series_id,
+                             "series_unique_id": series.series_unique_id, "ended": why}).encode()
+        for identity in list(self._known):
+            if self._send(identity, END, frame if frame is not None else b"", counts):
+                return
