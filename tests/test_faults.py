@@ -210,3 +210,20 @@ def test_the_control_client_pointed_at_another_service_says_so_in_one_line():
     assert client.returncode == 2
     assert err.splitlines() == [f"monitor.control: error: the answer from tcp://127.0.0.1:{port} is not a monitor's "
                                 "control reply: is it the monitor.control_url?"]
+
+
+def test_an_error_while_workers_still_prepare_waits_for_them_and_loses_none(config_factory, tmp_path):
+    """A first run compiles its kernels for tens of seconds, saying nothing: a stop meanwhile waits
+    for them (up to prepare_timeout_s), not only stop_timeout_s."""
+    config = config_factory({"data_retrieval_layer": {"simulator": {"frames": 100000, "rate_hz": 200}},
+                             "processing_layer": {"pipeline": "pipelines:SlowStartPipeline", "seconds_to_prepare": 8.0},
+                             "monitor": {"stop_timeout_s": 1.0}})
+    summary_file = tmp_path / "summary.json"
+    monitor = start(3, config, summary_file)
+    os.kill(child_pid("monitor.simulate", settings(config)["data_retrieval_layer"]["simulator"]["url"]),
+            signal.SIGKILL)
+    out, err = finish(monitor, timeout=120)
+    assert monitor.returncode == 1, err
+    summary = json.loads(summary_file.read_text())
+    assert summary["lost_ranks"] == [] and "lost" not in err, err
+    assert [row["role"] for row in summary["per_rank"]] == ["collector", "worker", "worker"]

@@ -361,9 +361,12 @@ class _Collector:
                 self._start_drain()
         elif self._phase == "draining":
             self._check_drain(now, quiet)
-        elif self._phase == "stopping" and now - self._phase_since > self._run.stop_timeout_s:
-            for rank in self._alive():
-                self._lose(rank, f"no answer to stop within {self._run.stop_timeout_s:g} s")
+        elif self._phase == "stopping":
+            for rank in self._alive():  # counted from the stop, or from its last word after it
+                state = self._workers[rank]
+                patience = self._patience(state)
+                if now - max(self._phase_since, state.last_seen) > patience:
+                    self._lose(rank, f"no answer to stop within {patience:g} s")
 
     def _check_drain(self, now: float, quiet: float) -> None:
         """Stop once every live worker has emptied its queue and the announced frames are in."""
@@ -438,8 +441,12 @@ class _Collector:
                 state.named_silent = True
                 log.warning("rank %d%s has said nothing for %.0f s while the others work (frozen, dead, or "
                             "stuck in one event?)", rank, self._whereabouts(state), silent)
-            if self._phase != "running" and silent > self._run.stop_timeout_s:
+            if self._phase != "running" and silent > self._patience(state):
                 self._lose(rank, f"silent for {silent:.0f} s")
+
+    def _patience(self, state: _WorkerState) -> float:
+        """How long a stop waits for a silent worker: longer while it is still preparing."""
+        return self._run.stop_timeout_s if state.ready else max(self._run.stop_timeout_s, self._run.prepare_timeout_s)
 
     # -- what time decides --------------------------------------------------------
 
