@@ -104,7 +104,6 @@ class DectrisStream2ZmqDataEventHandler:
         self._series: dict[int, SeriesFrames] = {}
         self._unusable_start: str | None = None
         """Why the last start message could not be used (its images fail with this reason)."""
-        self._stopped = False
         self._workers_url = parameters.relay_bind
         self._series_checked = 0
 
@@ -153,12 +152,9 @@ class DectrisStream2ZmqDataEventHandler:
             buffer = self._relay.wait_for_first_start(min(left, _START_WAIT_LOG_S))
             if buffer is not None:
                 try:
-                    message = parse_message(decode(buffer))
+                    return parse_message(decode(buffer))  # the relay keeps messages of type "start" only
                 except WireFormatError as error:
                     raise ConfigurationError(f"the first start message from {url} is unreadable: {error}") from None
-                if not isinstance(message, SeriesStart):
-                    raise ConfigurationError(f"the first start message from {url} is unreadable")
-                return message
             log.info("waiting for the detector's start message on %s (arm it)", url)
         raise ConfigurationError(f"no start message from {url} within start_timeout_s ({timeout_s:g} s): "
                                  "arm the detector, or raise data_retrieval_layer.start_timeout_s")
@@ -190,7 +186,6 @@ class DectrisStream2ZmqDataEventHandler:
 
     def stop_event_source(self) -> bool:
         """The relay takes no more images and ends the open series behind those handed on."""
-        self._stopped = True
         if self._simulated is not None:
             self._simulated.stop()
         if self._relay is None:
@@ -200,7 +195,6 @@ class DectrisStream2ZmqDataEventHandler:
 
     def end_event_handling_on_collecting_node(self, *, node_rank: int, node_pool_size: int) -> dict[str, Any]:
         """Stop the relay and the simulator; report the series, the other messages and the truth."""
-        self._stopped = True
         summary: dict[str, Any] = {}
         if self._relay is not None:
             self._relay.close()

@@ -64,8 +64,9 @@ def _drain(sockets: list[zmq.Socket], until: bytes) -> list[list[bytes]]:
 def test_the_start_reaches_every_worker_each_image_one_and_the_end_carries_the_count(relay_and_detector):
     relay, detector, worker = relay_and_detector
     first, second = worker(1), worker(1)
-    detector.send(cbor2.dumps({"type": "start", "series_id": 4, "series_unique_id": "u4", "number_of_images": 2}))
+    detector.send(cbor2.dumps({"series_id": 4, "type": "start", "series_unique_id": "u4", "number_of_images": 2}))
     assert sorted([_receive(first)[0], _receive(second)[0]]) == sorted([ANNOUNCE, START])  # one announces
+    # ("type" second: the spec puts it first, but a sender that does not is still understood)
     for message in ({"type": "image", "series_id": 4, "image_id": 0}, {"type": "image", "series_id": 4, "image_id": 1},
                     {"type": "calibration"}, {"type": "end", "series_id": 4}):
         detector.send(cbor2.dumps(message))

@@ -75,6 +75,16 @@ DETECTOR_FIELDS = ("image_size_x", "image_size_y", "pixel_size_x", "beam_center_
 """Start-message fields the run's geometry is made of: a series that changes one has moved the detector."""
 
 
+def _decoded_type(buffer: bytes) -> str | None:
+    """The ``type`` of a message whose first key is not ``type`` (decoded whole: rare), None if unreadable."""
+    try:
+        message = cbor2.loads(buffer)
+    except Exception:  # not CBOR: a worker fails it, and says why
+        return None
+    kind = message.get("type") if isinstance(message, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
 def _series(buffer: bytes) -> RelayedSeries:
     """A start message's series: ids, announced images, detector (decoded: a start is small; its
     tagged arrays stay undecoded)."""
@@ -217,7 +227,7 @@ class Stream2Relay:
 
     def _route(self, frame: zmq.Frame) -> bool:
         """Hand ``frame`` on; False when it is an image and no worker can take one yet (it waits)."""
-        kind = message_type(frame.buffer)
+        kind = message_type(frame.buffer) or _decoded_type(frame.bytes)
         if kind == "image" or kind is None:
             return self._image(frame, readable=kind is not None)
         with self._lock:
