@@ -75,9 +75,9 @@ def _start(shape: tuple[int, int]) -> dict[str, Any]:
             "saturation_value": 60000, "number_of_images": 40, "pixel_mask": {"threshold_1": encode_array(mask)}}
 
 
-def _image(image_id: int, shape: tuple[int, int], dtype: type = np.uint16) -> bytes:
+def _image(image_id: int, shape: tuple[int, int], dtype: type = np.uint16, series: int = 7) -> bytes:
     counts = np.random.default_rng(image_id).poisson(0.01, shape).astype(dtype)
-    return cbor2.dumps({"type": "image", "series_id": 7, "series_unique_id": "series-seven", "image_id": image_id,
+    return cbor2.dumps({"type": "image", "series_id": series, "image_id": image_id,
                         "data": {"threshold_1": encode_array(counts, "bslz4")}})
 
 
@@ -158,3 +158,39 @@ def test_no_start_message_within_the_timeout_ends_the_run_with_one_line(tmp_path
     assert done.returncode == 2, done.stderr
     assert f"no start message from {silent} within start_timeout_s (1 s)" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_each_series_is_an_acquisition_and_a_moved_detector_is_named(tmp_path):
+    """Live use: two series on one run, the second with the beam elsewhere; the run keeps going
+    after each end and stops when the detector has been quiet for ``idle_timeout_s``."""
+    shape = (256, 256)
+    url = free_tcp_url()
+    context = zmq.Context()
+    push = context.socket(zmq.PUSH)
+    push.bind(url)
+    messages = []
+    for series, beam_x in ((7, 128.0), (8, 140.0)):
+        start = _start(shape)
+        start.update(series_id=series, series_unique_id=f"series-{series}", beam_center_x=beam_x, number_of_images=10)
+        messages.append(cbor2.dumps(start))
+        messages += [_image(k, shape, series=series) for k in range(10)]
+        messages.append(cbor2.dumps({"type": "end", "series_id": series, "series_unique_id": f"series-{series}"}))
+    sender = threading.Thread(target=lambda: [push.send(m) for m in messages], daemon=True)
+    sender.start()
+    config = example_config(tmp_path, source=url, stop_after_acquisition=False)
+    document = config.read_text().replace("monitor:\n", "monitor:\n  idle_timeout_s: 3\n", 1)
+    config.write_text(document)
+    summary_file = tmp_path / "summary.json"
+    try:
+        done = run_monitor(3, config, summary_file)
+        sender.join(timeout=10)
+    finally:
+        push.close(linger=0)
+        context.term()
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(summary_file.read_text())
+    assert summary["acquisitions"] == 2 and summary["events_processed"] == 20
+    assert_balanced(summary, sent=20)
+    assert [(s["series_unique_id"], s["images"], s["ended"]) for s in summary["stream2_series"]] == [
+        ("series-7", 10, "end message"), ("series-8", 10, "end message")]
+    assert "series 8 (series-8) changes beam_center_x" in done.stderr
