@@ -111,3 +111,14 @@ def test_the_geometry_written_from_the_start_puts_the_beam_at_its_centre(tmp_pat
     assert geometry.pixel_size_m == pytest.approx(75e-6) and geometry.photon_energy_kev == pytest.approx(12.4)
     beam_x, beam_y = start.beam_center_px  # the pixel whose centre is nearest the beam is near radius 0
     assert geometry.radius[int(beam_y), int(beam_x)] < 1.0
+
+
+def test_the_channel_read_is_the_one_asked_for_else_the_first_listed():
+    detector = SimulatedEiger2(Stream2SimulatorParameters(detector="500K", dtype="uint16", channels=2, hit_fraction=1))
+    start = parse_message(decode(cbor2.dumps(start_message(detector, "u"))))
+    image = detector.image(3)
+    message = Image(1, 3, dict(image.counts), None)
+    assert start.channels == ("threshold_1", "threshold_2")
+    assert SeriesFrames.of(start, None).frame(message).counts is image.counts["threshold_1"]
+    assert SeriesFrames.of(start, "threshold_2").frame(message).counts is image.counts["threshold_2"]
+    assert image.counts["threshold_2"].sum() < image.counts["threshold_1"][~detector._invalid].sum()
