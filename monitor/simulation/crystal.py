@@ -8,7 +8,9 @@ absences of the space group read zero.  Symmetry mates get independent draws
 (a simplification: nothing here needs merged intensities).
 
 Each hit draws a random orientation (a uniform random rotation), a crystal
-size (a lognormal intensity scale) and a spot width, rotates the reciprocal
+size (a lognormal intensity scale) and a spot width (each spot +-15 % of it,
+and anisotropic with ``spot_aspect_max``: sigma_y / sigma_x log-uniform in
+[1/max, max]; ``spots_per_hit`` keeps a random subset for sparse hits), rotates the reciprocal
 lattice and cuts it with the Ewald sphere at the photon energy.  A reciprocal
 lattice point at excitation error ``e`` (its distance from the sphere, 1/A) is
 recorded with partiality ``exp(-e^2 / (2 w^2))``, ``w = rlp_radius + mosaicity * |q|``:
