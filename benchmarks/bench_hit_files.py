@@ -52,6 +52,8 @@ TARGET_CPU_MS = 2.0
 TARGET_MB = 0.8
 SPOT_REACH_PX = 10
 """Half side of the box a spot's photons are summed over: the simulator draws a spot within 10 pixels."""
+HEAVY_BACKGROUND = (0.05, 0.1)
+"""Photons a pixel of flat background and of the water ring's peak: ten times the simulator's default."""
 NO_BACKGROUND = 1e-7
 """Photons a pixel of background for the spot count: none, in effect (the simulator needs a positive level)."""
 
@@ -181,6 +183,12 @@ def print_worker_costs() -> None:
     for n in range(200):
         pixels.store(hits[n % len(hits)].arrays["frame"], hits[n % len(hits)].arrays["valid"])
     print(f"  of which whole photons and mask, one compiled pass: {(time.process_time() - started) / 200 * 1e3:.2f} ms")
+    heavy = [hit for hit, _ in simulated_hits(8, background_photons=HEAVY_BACKGROUND[0], ring_photons=HEAVY_BACKGROUND[1])]
+    print(f"  with ten times the background ({HEAVY_BACKGROUND[0]} photons a pixel, a water ring of "
+          f"{HEAVY_BACKGROUND[1]}):")
+    for compression in ("blosc-shuffle-lz4", "bitshuffle-lz4"):
+        cpu_ms, mb = worker_cost(heavy, HitFileParameters(compression=compression))
+        print(f"  int16   {compression:17s} {cpu_ms:5.2f} ms/hit {mb:6.3f} MB/hit")
 
 
 def main() -> None:
