@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from monitor.stream2.cbor import nodata_of
+
 __all__ = ["CountingCalibration", "CountingFrame"]
 
 
@@ -31,8 +33,7 @@ class CountingFrame:
     @classmethod
     def unmasked(cls, counts: np.ndarray) -> CountingFrame:
         """Every pixel valid but those at the dtype's no-data value (a frame from no series, e.g. a warm-up)."""
-        info = np.iinfo(counts.dtype)
-        return cls(counts, np.ones(counts.shape, dtype=bool), info.min if info.min < 0 else info.max, None)
+        return cls(counts, np.ones(counts.shape, dtype=bool), nodata_of(counts.dtype), None)
 
 
 class CountingCalibration:

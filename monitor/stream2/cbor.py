@@ -24,7 +24,7 @@ from dectris.compression import decompress
 
 from monitor.errors import WireFormatError
 
-__all__ = ["Compression", "decode", "encode_array", "message_type", "NODATA"]
+__all__ = ["Compression", "decode", "encode_array", "message_type", "nodata_of"]
 
 Compression = Literal["none", "bslz4", "bszstd", "lz4"]
 
@@ -45,7 +45,7 @@ _BLOCK_BYTES = 8192
 """Bytes per compressed block: the bitshuffle filter's default, which DECTRIS' detectors use too."""
 
 
-def NODATA(dtype: np.dtype) -> int:  # noqa: N802 - the spec's name for it
+def nodata_of(dtype: np.dtype) -> int:
     """The value a pixel holds where the detector has no data: the dtype's largest (signed: its smallest)."""
     info = np.iinfo(dtype)
     return info.min if info.min < 0 else info.max

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from monitor.errors import WireFormatError
-from monitor.stream2.cbor import NODATA
+from monitor.stream2.cbor import nodata_of
 
 __all__ = ["MASK_INVALID_BITS", "SeriesStart", "Image", "SeriesEnd", "OtherMessage", "parse_message"]
 
@@ -64,7 +64,7 @@ class SeriesStart:
 
     @property
     def nodata(self) -> int:
-        return NODATA(self.dtype) if self.no_data_value is None else self.no_data_value
+        return nodata_of(self.dtype) if self.no_data_value is None else self.no_data_value
 
     def valid_pixels(self, channel: str) -> np.ndarray:
         """True where a pixel of ``channel`` holds data by its mask (all, without a mask)."""

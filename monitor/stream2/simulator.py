@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from monitor.endpoints import Endpoint
 from monitor.simulated_sending import STOP, exit_with_parent, paced
 from monitor.simulation.crystal import CrystalChoice, CrystalModel, crystal_from_text, crystal_settings, crystal_to_text
-from monitor.stream2.cbor import NODATA, Compression, encode_array
+from monitor.stream2.cbor import Compression, encode_array, nodata_of
 
 __all__ = ["EIGER2_MODELS", "Stream2SimulatorParameters", "SimulatedEiger2", "main"]
 
@@ -108,7 +108,7 @@ class SimulatedEiger2:
                       cols * MODULE_SHAPE[1] + (cols - 1) * MODULE_GAP[1])
         self.beam_center_px = (self.shape[1] / 2, self.shape[0] / 2)
         self.dtype = np.dtype(p.dtype)
-        self.nodata = NODATA(self.dtype)
+        self.nodata = nodata_of(self.dtype)
         self.saturation = min(int(np.iinfo(self.dtype).max) - 1, 10_000_000)
         self.mask = self._pixel_mask(rows, cols)
         self._invalid = self.mask != 0
