@@ -56,7 +56,7 @@ class SeriesFrames:
 
     def event(self, image_id: int, pixels: np.ndarray) -> dict[str, Any]:
         """What a recorded image of this series puts into its event (see ``handlers.recorded_files``)."""
-        return {"image": Image(series_id=0, image_id=image_id, data={self.channel: pixels}, start_time_s=None),
+        return {"image": Image(series_id=0, image_id=image_id, data={self.channel: pixels}, time_s=None),
                 "series": self}
 
     def frame(self, image: Image) -> CountingFrame:
@@ -93,13 +93,16 @@ class Stream2Frame:
 
 
 class Stream2Timestamp:
-    """Seconds: when the image arrived (the detector's own times count from a series date, not the epoch)."""
+    """Unix seconds: when the exposure started, by the detector (``series_date`` + ``start_time``), else
+    when the image arrived (a recorded image, a sender that gives no times)."""
 
     def initialize_data_source(self) -> None:
         """Nothing to load."""
 
     def get_data(self, *, event: dict[str, Any]) -> float:
-        _image(event)
+        image, _ = _image(event)
+        if image.time_s is not None:
+            return image.time_s
         return float(event.get("additional_info", {}).get("received_at", time.time()))
 
 

@@ -9,7 +9,7 @@ import pytest
 from monitor.errors import DataExtractionError, WireFormatError
 from monitor.stream2.cbor import decode, encode_array, message_type
 from monitor.stream2.messages import Image, OtherMessage, SeriesEnd, SeriesStart, parse_message
-from monitor.stream2.simulator import SimulatedEiger2, Stream2SimulatorParameters, start_message
+from monitor.stream2.simulator import SimulatedEiger2, Stream2SimulatorParameters, image_message, start_message
 from sources.counting import CountingCalibration, CountingFrame
 from sources.geometry import DetectorGeometry
 from sources.stream2 import SeriesFrames, crystfel_geometry
@@ -123,3 +123,10 @@ def test_the_channel_read_is_the_one_asked_for_else_the_first_listed():
     assert SeriesFrames.of(start, "threshold_2").frame(message).counts is image.counts["threshold_2"]
     valid = ~detector._invalid  # masked pixels read the no-data value in both
     assert image.counts["threshold_2"][valid].sum() < image.counts["threshold_1"][valid].sum()
+
+
+def test_an_image_is_timed_by_the_series_date_and_its_start_time():
+    detector = SimulatedEiger2(Stream2SimulatorParameters(detector="500K", rate_hz=100))
+    message = image_message(detector, 250, detector.image(250), "u", series_date="2026-12-04T20:00:00Z")
+    image = parse_message(decode(cbor2.dumps(message)))
+    assert image.time_s == pytest.approx(1796414400.0 + 2.5)

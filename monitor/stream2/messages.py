@@ -11,6 +11,7 @@ Jungfraujoch's variant (same messages, more of them) adds
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -81,7 +82,8 @@ class Image:
     series_id: int
     image_id: int
     data: dict[str, np.ndarray]
-    start_time_s: float | None
+    time_s: float | None
+    """When the exposure started, Unix seconds: ``series_date`` plus ``start_time`` (None without them)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,14 @@ def _rational_s(value: Any) -> float | None:
     if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value) and value[1]:
         return value[0] / value[1]
     return None
+
+
+def _image_time_s(message: dict[str, Any]) -> float | None:
+    """``series_date`` (a DateTime, tag 0) plus ``start_time`` (a Rational, seconds), in Unix seconds."""
+    series_date, start = message.get("series_date"), _rational_s(message.get("start_time"))
+    if not isinstance(series_date, datetime) or start is None:
+        return None
+    return series_date.timestamp() + start
 
 
 def _start(message: dict[str, Any]) -> SeriesStart:
@@ -139,7 +149,7 @@ def _image(message: dict[str, Any]) -> Image:
     if not isinstance(data, dict) or not data or not all(isinstance(a, np.ndarray) for a in data.values()):
         raise WireFormatError("image message: data must map channel names to arrays")
     return Image(series_id=_number(message, "series_id", int), image_id=_number(message, "image_id", int),
-                 data=data, start_time_s=_rational_s(message.get("start_time")))
+                 data=data, time_s=_image_time_s(message))
 
 
 def parse_message(message: dict[str, Any]) -> SeriesStart | Image | SeriesEnd | OtherMessage:

@@ -207,11 +207,14 @@ def start_message(detector: SimulatedEiger2, unique_id: str) -> dict[str, Any]:
     return message
 
 
-def image_message(detector: SimulatedEiger2, image_id: int, image: _Image, unique_id: str) -> dict[str, Any]:
+def image_message(detector: SimulatedEiger2, image_id: int, image: _Image, unique_id: str,
+                  series_date: str = "2026-01-01T00:00:00Z") -> dict[str, Any]:
+    """One exposure's message; its times count from ``series_date`` (RFC 3339), in 100 ns ticks."""
     p = detector.parameters
     ticks = int(1e7 / p.rate_hz)
     return {
         "type": "image", "series_id": p.series_id, "series_unique_id": unique_id, "image_id": image_id,
+        "series_date": cbor2.CBORTag(0, series_date),
         "real_time": [ticks, 10_000_000], "start_time": [image_id * ticks, 10_000_000],
         "stop_time": [(image_id + 1) * ticks, 10_000_000],
         "data": {channel: encode_array(counts, p.compression) for channel, counts in image.counts.items()},
@@ -223,6 +226,7 @@ def run_simulator(parameters: Stream2SimulatorParameters) -> int:
     detector = SimulatedEiger2(parameters)
     detector.image(0)  # draw once before the clock starts (the crystal's first spots compile nothing, but warm)
     unique_id = str(uuid.uuid4())
+    series_date = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     jungfraujoch = parameters.flavour == "jungfraujoch"
     sent = 0
     with zmq.Context() as context, context.socket(zmq.PUSH) as socket:
@@ -236,7 +240,7 @@ def run_simulator(parameters: Stream2SimulatorParameters) -> int:
                                          "data": {"pedestal_g0": encode_array(np.zeros(8, np.uint16))}}))
             for image_id in paced(parameters.frames, parameters.rate_hz, 0):
                 image = detector.image(image_id)
-                socket.send(cbor2.dumps(image_message(detector, image_id, image, unique_id)))
+                socket.send(cbor2.dumps(image_message(detector, image_id, image, unique_id, series_date)))
                 sent += 1
                 if truth is not None:
                     truth.write(json.dumps({"frame_number": image_id, "is_hit": image.is_hit,
