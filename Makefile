@@ -10,7 +10,7 @@ MPIRUN := $(VENV)/bin/mpirun
 RANKS  ?= 8
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-unit test-mpi test-slurm test-two-nodes test-openmpi bench bench-scaling clean
+.PHONY: demo demo-eiger2 test test-unit test-mpi test-slurm test-two-nodes test-openmpi bench bench-scaling clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ $(STAMP): setup.cfg pyproject.toml
 
 demo: $(STAMP)
 	$(MPIRUN) -n $(RANKS) $(PY) -m monitor monitor.yaml
+
+demo-eiger2: $(STAMP)
+	$(MPIRUN) -n $(RANKS) $(PY) -m monitor examples/eiger2-stream2.yaml
 
 test: test-unit test-mpi
 
