@@ -81,14 +81,30 @@ def _image(image_id: int, shape: tuple[int, int], dtype: type = np.uint16, serie
                         "data": {"threshold_1": encode_array(counts, "bslz4")}})
 
 
+def _run_against(messages: list[bytes], url: str, config: Path) -> tuple[subprocess.CompletedProcess, dict]:
+    """A sender of our own pushing ``messages`` on ``url`` to the monitor run on ``config`` (3 ranks);
+    the run must end in order.  Each send waits for the monitor's relay to connect: no sleep needed."""
+    context = zmq.Context()
+    push = context.socket(zmq.PUSH)
+    push.bind(url)
+    sender = threading.Thread(target=lambda: [push.send(m) for m in messages], daemon=True)
+    sender.start()
+    summary_file = config.parent / "summary.json"
+    try:
+        done = run_monitor(3, config, summary_file)
+        sender.join(timeout=10)
+    finally:
+        push.close(linger=0)
+        context.term()
+    assert done.returncode == 0, done.stderr
+    return done, json.loads(summary_file.read_text())
+
+
 def test_bad_messages_are_counted_and_every_good_image_is_processed(tmp_path):
     """A sender of our own: 40 good images, one message that is not CBOR, one of an unknown type,
     one image of the wrong dtype, one whose compressed data is cut short."""
     shape = (256, 256)
     url = free_tcp_url()
-    context = zmq.Context()
-    push = context.socket(zmq.PUSH)
-    push.bind(url)
     messages = [cbor2.dumps(_start(shape))]
     for image_id in range(40):
         messages.append(_image(image_id, shape))
@@ -101,18 +117,7 @@ def test_bad_messages_are_counted_and_every_good_image_is_processed(tmp_path):
         elif image_id == 35:
             messages.append(_image(1001, shape)[:-100])
     messages.append(cbor2.dumps({"type": "end", "series_id": 7, "series_unique_id": "series-seven"}))
-    sender = threading.Thread(target=lambda: [push.send(m) for m in messages], daemon=True)
-    sender.start()  # each send waits for the monitor's relay to connect: no sleep needed
-    config = example_config(tmp_path, source=url)
-    summary_file = tmp_path / "summary.json"
-    try:
-        done = run_monitor(3, config, summary_file)
-        sender.join(timeout=10)
-    finally:
-        push.close(linger=0)
-        context.term()
-    assert done.returncode == 0, done.stderr
-    summary = json.loads(summary_file.read_text())
+    done, summary = _run_against(messages, url, example_config(tmp_path, source=url))
     assert summary["events_processed"] == 40 and summary["events_failed"] == 3
     assert assert_balanced(summary, sent=43)["dropped"] == {}
     assert summary["stream2_other_messages"] == {"mystery": 1}
@@ -165,9 +170,6 @@ def test_each_series_is_an_acquisition_and_a_moved_detector_is_named(tmp_path):
     after each end and stops when the detector has been quiet for ``idle_timeout_s``."""
     shape = (256, 256)
     url = free_tcp_url()
-    context = zmq.Context()
-    push = context.socket(zmq.PUSH)
-    push.bind(url)
     messages = []
     for series, beam_x in ((7, 128.0), (8, 140.0)):
         start = _start(shape)
@@ -175,20 +177,9 @@ def test_each_series_is_an_acquisition_and_a_moved_detector_is_named(tmp_path):
         messages.append(cbor2.dumps(start))
         messages += [_image(k, shape, series=series) for k in range(10)]
         messages.append(cbor2.dumps({"type": "end", "series_id": series, "series_unique_id": f"series-{series}"}))
-    sender = threading.Thread(target=lambda: [push.send(m) for m in messages], daemon=True)
-    sender.start()
     config = example_config(tmp_path, source=url, stop_after_acquisition=False)
-    document = config.read_text().replace("monitor:\n", "monitor:\n  idle_timeout_s: 3\n", 1)
-    config.write_text(document)
-    summary_file = tmp_path / "summary.json"
-    try:
-        done = run_monitor(3, config, summary_file)
-        sender.join(timeout=10)
-    finally:
-        push.close(linger=0)
-        context.term()
-    assert done.returncode == 0, done.stderr
-    summary = json.loads(summary_file.read_text())
+    config.write_text(config.read_text().replace("monitor:\n", "monitor:\n  idle_timeout_s: 3\n", 1))
+    done, summary = _run_against(messages, url, config)
     assert summary["acquisitions"] == 2 and summary["events_processed"] == 20
     assert_balanced(summary, sent=20)
     assert [(s["series_unique_id"], s["images"], s["ended"]) for s in summary["stream2_series"]] == [
