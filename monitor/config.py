@@ -84,10 +84,10 @@ class RunParameters(BaseModel):
     it accepts (``python -m monitor.keys``); a client without one gets nothing."""
     silent_worker_warning_s: float = Field(default=3.0, gt=0)
     """Warn (naming the rank) when a worker has said nothing this long while the others work."""
-    prepare_timeout_s: float = Field(default=120.0, gt=0)
+    prepare_timeout_s: float = Field(default=20.0, gt=0)
     """How long a stop waits for a worker that has not said it is ready (a first run after
-    installing compiles its kernels for tens of seconds on a busy node, saying nothing meanwhile)
-    before it is given up as lost."""
+    installing compiles its kernels for seconds, saying nothing meanwhile) before it is given up as
+    lost.  Below SLURM's default KillWait (30 s), so that a cancelled job still writes its summary."""
 
 
 class _TopLevel(BaseModel):

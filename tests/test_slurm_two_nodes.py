@@ -113,6 +113,7 @@ def test_a_rank_killed_on_the_second_node_is_named_with_its_host(cluster, tmp_pa
     log = log_file.read_text()
     assert f"monitor: rank {victim_rank} (pid {victim}) on n2 died (killed or crashed)" in log, log
     summary = json.loads((tmp_path / f"monitor-{job_id}.summary.json").read_text())
+    print(f"rank {victim_rank} killed on n2: summary {summary['state']}, lost ranks {summary['lost_ranks']}")
     if summary["state"] == "killed":  # the launcher ended the job: the checkpoint names the rank
         assert summary["killed"]["rank"] == victim_rank and "on n2" in summary["killed"]["how"]
     else:  # srun let the others live: the collector gave the rank up and ended the run in order

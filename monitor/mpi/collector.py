@@ -399,13 +399,20 @@ class _Collector:
             return ""
         if state.host != socket.gethostname():
             return f" (pid {state.pid} on {state.host})"
+        return f" (pid {state.pid}, dead)" if self._dead_here(state) else f" (pid {state.pid})"
+
+    @staticmethod
+    def _dead_here(state: _WorkerState) -> bool:
+        """True for a worker on this host whose process is gone."""
+        if state.pid is None or state.host != socket.gethostname():
+            return False
         try:
             os.kill(state.pid, 0)
         except ProcessLookupError:
-            return f" (pid {state.pid}, dead)"
+            return True
         except OSError:
             pass
-        return f" (pid {state.pid})"
+        return False
 
     def _heard_from(self, rank: int) -> None:
         state = self._workers[rank]
@@ -445,8 +452,11 @@ class _Collector:
                 self._lose(rank, f"silent for {silent:.0f} s")
 
     def _patience(self, state: _WorkerState) -> float:
-        """How long a stop waits for a silent worker: longer while it is still preparing."""
-        return self._run.stop_timeout_s if state.ready else max(self._run.stop_timeout_s, self._run.prepare_timeout_s)
+        """How long a stop waits for a silent worker: longer while it is still preparing, unless it is
+        seen dead (on this host; elsewhere only the launcher knows)."""
+        if state.ready or self._dead_here(state):
+            return self._run.stop_timeout_s
+        return max(self._run.stop_timeout_s, self._run.prepare_timeout_s)
 
     # -- what time decides --------------------------------------------------------
 
