@@ -6,13 +6,15 @@ import contextlib
 import random
 import socket
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
 
 __all__ = ["ROOT", "DEFAULT_CONFIG", "MPIRUN", "assert_balanced", "free_port", "free_ports", "free_tcp_url",
-           "write_config"]
+           "process_pid", "write_config"]
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "monitor.yaml"
@@ -115,3 +117,20 @@ def assert_balanced(summary: dict[str, Any], *, sent: int | None = None) -> dict
     if sent is not None:
         assert accounting["sent"] == sent, accounting
     return accounting
+
+
+def process_pid(matches: Callable[[list[bytes], list[bytes]], bool], what: str, timeout: float = 60) -> int:
+    """The pid of the first process whose command line and environment (NUL-split) ``matches``
+    accepts, waited for up to ``timeout`` seconds (AssertionError naming ``what`` after that)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for entry in Path("/proc").iterdir():
+            try:
+                command = (entry / "cmdline").read_bytes().split(b"\0")
+                environ = (entry / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if entry.name.isdigit() and matches(command, environ):
+                return int(entry.name)
+        time.sleep(0.2)
+    raise AssertionError(f"no {what}")

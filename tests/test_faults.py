@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import h5py
@@ -19,7 +18,7 @@ import pytest
 import zmq
 from ruamel.yaml import YAML
 
-from helpers import ROOT, assert_balanced, free_port
+from helpers import ROOT, assert_balanced, free_port, process_pid
 from test_run_endings import LIGHT, finish, start, wait_for_frames
 
 pytestmark = pytest.mark.slow
@@ -27,17 +26,9 @@ pytestmark = pytest.mark.slow
 
 def child_pid(module: str, marker: str, timeout: float = 60) -> int:
     """The pid of the ``python -m MODULE`` child whose command line holds ``marker`` (its URL)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for entry in Path("/proc").iterdir():
-            try:
-                command = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if module.encode() in command and any(marker.encode() in part for part in command):
-                return int(entry.name)
-        time.sleep(0.2)
-    raise AssertionError(f"no {module} process with {marker}")
+    return process_pid(lambda command, _: module.encode() in command and any(marker.encode() in part
+                                                                             for part in command),
+                       f"{module} process with {marker}", timeout)
 
 
 def errors_in(err: str) -> list[str]:

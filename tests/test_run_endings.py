@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import zmq
 
-from helpers import MPIRUN, ROOT, assert_balanced, free_tcp_url
+from helpers import MPIRUN, ROOT, assert_balanced, free_tcp_url, process_pid
 from monitor import wire
 
 pytestmark = pytest.mark.slow
@@ -47,18 +47,8 @@ def finish(monitor: subprocess.Popen[str], timeout: float = 120) -> tuple[str, s
 
 def rank_pid(config: Path, rank: int, timeout: float = 60) -> int:
     """The pid of one rank of the monitor started on ``config`` (MPICH's Hydra sets PMI_RANK)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for entry in Path("/proc").iterdir():
-            try:
-                command = (entry / "cmdline").read_bytes().split(b"\0")
-                if b"monitor" in command and str(config).encode() in command and \
-                        f"PMI_RANK={rank}".encode() in (entry / "environ").read_bytes().split(b"\0"):
-                    return int(entry.name)
-            except (OSError, ValueError):
-                continue
-        time.sleep(0.2)
-    raise AssertionError(f"no rank {rank} of the monitor on {config}")
+    return process_pid(lambda command, environ: b"monitor" in command and str(config).encode() in command
+                       and f"PMI_RANK={rank}".encode() in environ, f"rank {rank} of the monitor on {config}", timeout)
 
 
 def wait_for_frames(monitor: subprocess.Popen[str], deadline_s: float = 60) -> None:

@@ -14,16 +14,14 @@ import os
 import shutil
 import signal
 import tempfile
-import time
 from pathlib import Path
 
 import h5py
 import pytest
 
-from helpers import ROOT, assert_balanced, free_port, write_config
+from helpers import assert_balanced, free_port, process_pid, write_config
 from slurm_cluster import TwoNodeCluster, why_slurm_cannot_run
-from test_slurm import (KILL_WAIT_S, SCRIPT, job_environment, processes_running, srun_mpi,  # noqa: F401 (a fixture)
-                        wait_for_frames)
+from test_slurm import KILL_WAIT_S, SCRIPT, job_environment, srun_mpi, wait_for_frames  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -106,7 +104,7 @@ def test_a_rank_killed_on_the_second_node_is_named_with_its_host(cluster, tmp_pa
     log_file = tmp_path / "job.log"
     wait_for_frames(cluster, job_id, log_file)
     victim_rank = 2 * TASKS_PER_NODE - 2  # on n2, and not the rank that watches n2
-    victim = _rank_pid(cluster, config, victim_rank)
+    victim = _rank_pid(config, victim_rank)
     assert cluster.node_of(victim) == "n2"
     os.kill(victim, signal.SIGKILL)
     cluster.wait_until(job_id, ENDED, timeout=KILL_WAIT_S + 60)
@@ -121,19 +119,7 @@ def test_a_rank_killed_on_the_second_node_is_named_with_its_host(cluster, tmp_pa
         assert_balanced(summary)
 
 
-def _rank_pid(cluster: TwoNodeCluster, config: Path, rank: int, timeout: float = 60) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for entry in Path("/proc").iterdir():
-            try:
-                command = (entry / "cmdline").read_bytes().split(b"\0")
-                environ = (entry / "environ").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if b"monitor" in command and str(config).encode() in command and \
-                    f"SLURM_PROCID={rank}".encode() in environ and b"--summary-json" in command:
-                return int(entry.name)
-        time.sleep(0.2)
-    raise AssertionError(f"no rank {rank} of the monitor on {config}: {processes_running(str(config))}")
-
-
+def _rank_pid(config: Path, rank: int) -> int:
+    return process_pid(lambda command, environ: b"monitor" in command and str(config).encode() in command
+                       and b"--summary-json" in command and f"SLURM_PROCID={rank}".encode() in environ,
+                       f"rank {rank} of the monitor on {config}")
