@@ -39,11 +39,13 @@ from monitor.simulation import SimulatedJungfrau1M  # noqa: E402
 from sources.calibration import CalibrationParameters, JungfrauCalibration  # noqa: E402
 from sources.geometry import DetectorGeometry, default_geometry_path  # noqa: E402
 
-TARGETS_MS = {"calibration": 2.5, "spot finding": 4.0, "worker pipeline": 6.5}
+TARGETS_MS = {"calibration": 1.0, "spot finding": 4.0, "worker pipeline": 3.5}
+"""The pipeline's is the full-rate issue's (15 workers of a 16-core node at 2.2 kHz need under 6.8 ms with
+receiving and hit files); spot finding is timed on frames out of memory, the pipeline finds them in the cache."""
 
 
-def median_ms(work: Callable[[int], object], repeats: int) -> float:
-    """Median wall time of ``work(i)`` over ``repeats`` calls, after two warm-up calls."""
+def times_ms(work: Callable[[int], object], repeats: int) -> np.ndarray:
+    """Wall time of ``work(i)`` for each of ``repeats`` calls, after two warm-up calls."""
     work(0)
     work(1)
     times = []
@@ -51,7 +53,12 @@ def median_ms(work: Callable[[int], object], repeats: int) -> float:
         start = time.perf_counter()
         work(i)
         times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
+    return 1e3 * np.array(times)
+
+
+def median_ms(work: Callable[[int], object], repeats: int) -> float:
+    """Median wall time of ``work(i)`` over ``repeats`` calls."""
+    return float(np.median(times_ms(work, repeats)))
 
 
 def om_calibration(raw: np.ndarray, pedestal: np.ndarray, gain: np.ndarray, energy_kev: float) -> np.ndarray:
@@ -89,14 +96,14 @@ def main() -> None:
     figures = {
         "calibration": median_ms(lambda i: calibration.calibrate(raws[i % n]), args.repeats),
         "spot finding": median_ms(lambda i: finder.find(*calibrated[i % n]), args.repeats),
-        "worker pipeline": median_ms(
-            lambda i: pipeline.process_data(
-                node_rank=1, node_pool_size=2,
-                data={"detector_data": raws[i % n], "timestamp": 0.0, "event_id": i},
-            ),
-            args.repeats,
-        ),
     }
+    pipeline_ms = times_ms(
+        lambda i: pipeline.process_data(
+            node_rank=1, node_pool_size=2, data={"detector_data": raws[i % n], "timestamp": 0.0, "event_id": i},
+        ),
+        args.repeats,
+    )
+    figures["worker pipeline"] = float(np.median(pipeline_ms))
     references = {
         "peakfinder8, noise floor": median_ms(lambda i: classic.find(*calibrated[i % n]), args.repeats),
         "peakfinder8, old 2.5-photon floor": median_ms(lambda i: absolute.find(*calibrated[i % n]), args.repeats),
@@ -114,6 +121,9 @@ def main() -> None:
         print(f"  {name:<36} {ms:6.2f} ms/frame   target < {TARGETS_MS[name]} ms  {verdict}")
     for name, ms in references.items():
         print(f"  {name:<36} {ms:6.2f} ms/frame   (reference)")
+    print(f"  {'worker pipeline, mean':<36} {pipeline_ms.mean():6.2f} ms/frame   (a hit costs more: its peaks "
+          f"are integrated and its frame copied out)")
+    print(f"  spot finder: {type(finder).__name__} (the default)")
     per_core = 1e3 / figures["worker pipeline"]
     print(f"  -> {per_core:.0f} frames/s per core; 15 workers: {15 * per_core:.0f} frames/s (JUNGFRAU 1M: 2200)")
 

@@ -122,7 +122,7 @@ def _update_thresholds(
     sigma: np.ndarray, window: np.ndarray,
 ) -> None:
     """Clipped mean/sigma per bin and the next clipping window; bins out of range never pass."""
-    for b in range(acc.shape[1]):
+    for b in range(acc.shape[2]):
         count, mean, variance = bin_moments(acc, b)
         if count == 0.0:
             offset[b] = 0.0
@@ -279,11 +279,14 @@ class PeakFinder8:
         n_bins = int(self.bins.max()) + 1
         self.floor = self._floor(parameters, noise, radius.shape)
         """Each pixel's threshold floor (frame units): see the module docstring."""
+        self._least_floor = float(self.floor.min())
         self._bin_floor = np.full(n_bins, np.inf, dtype=np.float32)
         positive = self.floor.ravel() > 0  # a dead pixel's noise (0) does not lower its bin's floor
         np.minimum.at(self._bin_floor, self.bins.ravel()[positive], self.floor.ravel()[positive])
         self._bin_floor[~np.isfinite(self._bin_floor)] = 0.0
-        self._radial = RadialPasses(self.bins, min_res=parameters.min_res, max_res=parameters.max_res)
+        self._radial = RadialPasses(
+            self.bins, min_res=parameters.min_res, max_res=parameters.max_res, broad_windows=False,
+        )
         self._offset = np.zeros(n_bins, dtype=np.float32)
         self._sigma = np.zeros(n_bins, dtype=np.float32)
         self._in_peak = np.zeros(self.shape, dtype=np.uint8)
@@ -305,8 +308,9 @@ class PeakFinder8:
         p = self.parameters
         radial = self._radial
         n_seeds = radial.run(
-            data, mask, floor=self.floor, iterations=p.iterations, row_step=p.statistics_row_step,
-            update=lambda: _update_thresholds(
+            data, mask, floor=self.floor, least_floor=self._least_floor, iterations=p.iterations,
+            row_step=p.statistics_row_step,
+            update=lambda last: _update_thresholds(
                 radial.acc, p.minimum_snr, self._bin_floor, radial.in_range, self._offset, self._sigma, radial.window,
             ),
         )

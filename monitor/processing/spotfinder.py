@@ -14,7 +14,8 @@ rings of water and ice are followed exactly):
    single background photons in the mean (a clip at a few sigma alone would
    throw out every photon of a background of 0.001 a pixel and estimate 0);
    the clip throws out Bragg pixels.  All passes but the last read every
-   ``statistics_row_step``-th row (speed); the last lists the *seeds*: valid
+   ``statistics_row_step``-th row (speed), and their spread is the one kept;
+   the last, over every row, updates the mean and lists the *seeds*: valid
    pixels holding at least ``seed_photons`` (half a photon: the photon-counting
    threshold, so every photon's pixel is one, charge sharing included) and
    ``noise_threshold`` times their noise.
@@ -53,6 +54,7 @@ holds 99 % of a 1-pixel-wide spot and 90 % of a 1.6-pixel one.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numba
@@ -60,7 +62,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 from monitor.processing.radial_search import (
-    PeakList, RadialPasses, bin_moments, check_frame, check_maps, peak_arrays, store_peak,
+    PeakList, RadialPasses, bin_moments, box_photons, check_frame, check_maps, peak_arrays, store_peak,
 )
 
 __all__ = ["SpotFinder", "SpotFinderParameters"]
@@ -92,7 +94,7 @@ class SpotFinderParameters(BaseModel):
     noise_threshold: float = Field(default=5.0, ge=0.0, le=1e3, description="... and from this many times their noise")
     clip_sigma: float = Field(default=5.0, ge=1.0, le=100.0, description="background clipping width, sigma")
     iterations: PositiveInt = Field(default=4, le=100, description="background clipping iterations")
-    statistics_row_step: PositiveInt = Field(default=8, le=512, description="all passes but the last: every n-th row")
+    statistics_row_step: PositiveInt = Field(default=16, le=512, description="all passes but the last: every n-th row")
     integration_radius: float = Field(default=3.5, ge=1.0, le=16.0, description="footprint radius, pixels")
     min_res: float = Field(default=0.0, ge=0.0, le=1e5, description="inner radius limit, pixels from the beam")
     max_res: float = Field(default=10000.0, ge=0.0, le=1e5, description="outer radius limit, pixels from the beam")
@@ -109,11 +111,16 @@ class SpotFinderParameters(BaseModel):
 
 
 @numba.njit(cache=True, nogil=True)
-def _background(acc: np.ndarray, clip_sigma: float, mean: np.ndarray, variance: np.ndarray, window: np.ndarray) -> None:
-    """Clipped mean and variance per bin from the radial sums, and the next clipping window."""
-    for b in range(acc.shape[1]):
+def _background(
+    acc: np.ndarray, clip_sigma: float, mean: np.ndarray, variance: np.ndarray, window: np.ndarray, keep_spread: bool,
+) -> None:
+    """Clipped mean and variance per bin from the radial sums, and the next clipping window; with
+    ``keep_spread`` (sums without squares) the mean only."""
+    for b in range(acc.shape[2]):
         count, m, v = bin_moments(acc, b)  # 0, 0, 0 for a bin without pixels: its window is everything
         mean[b] = m
+        if keep_spread:
+            continue
         variance[b] = v
         reach = _CLIP_PHOTONS + clip_sigma * math.sqrt(v) if count else np.inf
         window[b, 0] = m - reach
@@ -148,48 +155,17 @@ def _box(
 
 
 @numba.njit(cache=True, nogil=True)
-def _photons_only(
-    data: np.ndarray, mask: np.ndarray, i0: int, j0: int, r0: int, r1: int, c0: int, c1: int,
-) -> tuple[float, float, float, float]:
-    """Photons and valid pixels of the 3x3 and the 5x5 box at (i0, j0) inside rows [r0, r1), columns [c0, c1)."""
-    s3 = 0.0
-    n3 = 0.0
-    s5 = 0.0
-    n5 = 0.0
-    if r0 <= i0 - 2 and i0 + 2 < r1 and c0 <= j0 - 2 and j0 + 2 < c1:  # inside its asic: fixed bounds, unrolled
-        for di in range(5):
-            for dj in range(5):
-                v = data[i0 - 2 + di, j0 - 2 + dj] if mask[i0 - 2 + di, j0 - 2 + dj] else np.float32(0.0)
-                valid = 1.0 if mask[i0 - 2 + di, j0 - 2 + dj] else 0.0
-                s5 += v
-                n5 += valid
-                if 1 <= di <= 3 and 1 <= dj <= 3:
-                    s3 += v
-                    n3 += valid
-        return s3, n3, s5, n5
-    for i in range(max(i0 - 2, r0), min(i0 + 3, r1)):
-        for j in range(max(j0 - 2, c0), min(j0 + 3, c1)):
-            if mask[i, j]:
-                s5 += data[i, j]
-                n5 += 1.0
-                if abs(i - i0) <= 1 and abs(j - j0) <= 1:
-                    s3 += data[i, j]
-                    n3 += 1.0
-    return s3, n3, s5, n5
-
-
-@numba.njit(cache=True, nogil=True)
 def _candidates(
     data: np.ndarray, mask: np.ndarray, bins: np.ndarray, mean: np.ndarray, noise_var: np.ndarray, in_range: np.ndarray,
-    least_mean: np.ndarray, seeds: np.ndarray, n_seeds: int, asic_rows: int, asic_cols: int, min_significance: float,
-    min_photons: float, seed_floor: np.ndarray, score: np.ndarray, out_index: np.ndarray,
+    least_mean: np.ndarray, seeds: np.ndarray, seed_boxes: np.ndarray, n_seeds: int, asic_rows: int, asic_cols: int,
+    min_significance: float, min_photons: float, seed_floor: np.ndarray, score: np.ndarray, out_index: np.ndarray,
 ) -> int:
     """Seeds whose 3x3 or 5x5 box is significant; ``score`` (a zeroed frame) gets each one's excess photons
     in its 5x5 box.  Returns how many (listed in ``out_index``).
 
-    Most seeds on a heavy background are lone photons: their boxes' photons alone, less the least
-    background any pixel within 3 rings could have (``least_mean``), already fall short of
-    ``min_photons``, and their expected background is never summed."""
+    Most seeds are lone photons: their boxes' photons alone (``seed_boxes``, summed during the radial
+    pass), less the least background any pixel within 3 rings could have (``least_mean``), already fall
+    short of ``min_photons``, and neither the frame nor their expected background is read again."""
     rows, cols = data.shape
     scan_all = n_seeds > seeds.shape[0]
     n = 0
@@ -201,7 +177,10 @@ def _candidates(
             continue
         r0 = (i0 // asic_rows) * asic_rows
         c0 = (j0 // asic_cols) * asic_cols
-        s3, n3, s5, n5 = _photons_only(data, mask, i0, j0, r0, r0 + asic_rows, c0, c0 + asic_cols)
+        if scan_all:
+            s3, n3, s5, n5 = box_photons(data, mask, i0, j0, r0, r0 + asic_rows, c0, c0 + asic_cols)
+        else:
+            s3, n3, s5, n5 = seed_boxes[s, 0], seed_boxes[s, 1], seed_boxes[s, 2], seed_boxes[s, 3]
         least = least_mean[bins[i0, j0]]
         if s3 - n3 * least < min_photons and s5 - n5 * least < min_photons:
             continue
@@ -314,8 +293,10 @@ def _integrate(
     return n_found
 
 
+@functools.lru_cache(maxsize=64)
 def _one_sided_sigma(tail: float) -> float:
-    """The z of a one-sided Gaussian tail probability (bisection on erfc; 1e-300 < tail < 0.5)."""
+    """The z of a one-sided Gaussian tail probability (bisection on erfc; 1e-300 < tail < 0.5); kept per
+    tail, as a frame asks the same as the last unless a parameter changed."""
     low, high = 0.0, 40.0
     for _ in range(60):
         middle = (low + high) / 2
@@ -344,7 +325,10 @@ class SpotFinder:
         noise = np.zeros(radius.shape, np.float32) if noise is None else np.asarray(noise, dtype=np.float32)
         self.seed_floor = np.maximum(parameters.seed_photons, parameters.noise_threshold * noise).astype(np.float32)
         """Each pixel's least value to be a seed (photons)."""
-        self._radial = RadialPasses(self.bins, min_res=parameters.min_res, max_res=parameters.max_res)
+        self._least_seed_floor = float(self.seed_floor.min())
+        self._radial = RadialPasses(
+            self.bins, min_res=parameters.min_res, max_res=parameters.max_res, broad_windows=True,
+        )
         pixels = self._radial.pixels
         with np.errstate(invalid="ignore", divide="ignore"):
             self._noise_var = np.nan_to_num(
@@ -373,14 +357,17 @@ class SpotFinder:
         radial = self._radial
         n_seeds = radial.run(
             data, mask, floor=self.seed_floor, iterations=p.iterations, row_step=p.statistics_row_step,
-            update=lambda: _background(radial.acc, p.clip_sigma, self._mean, self._variance, radial.window),
+            least_floor=self._least_seed_floor, spread_last=False, asic_shape=p.asic_shape,
+            update=lambda last: _background(
+                radial.acc, p.clip_sigma, self._mean, self._variance, radial.window, keep_spread=last,
+            ),
         )
         rows, cols = p.asic_shape
         self.significance = max(p.min_significance, _one_sided_sigma(p.chance_spots_per_frame / self._boxes))
         least_mean = -np.lib.stride_tricks.sliding_window_view(np.pad(-self._mean, 3, mode="edge"), 7).max(axis=1)
         n_candidates = _candidates(
-            data, mask, self.bins, self._mean, self._noise_var, radial.in_range, least_mean, radial.seeds, n_seeds,
-            rows, cols,
+            data, mask, self.bins, self._mean, self._noise_var, radial.in_range, least_mean, radial.seeds,
+            radial.seed_boxes, n_seeds, rows, cols,
             self.significance, p.min_photons, self.seed_floor, self._score, self._candidates,
         )
         listed = self._candidates[:n_candidates]
