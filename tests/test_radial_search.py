@@ -65,7 +65,7 @@ def test_quiet_pixel_kernel_sums_counts_and_seeds_as_asking_every_pixel(
     np.testing.assert_array_equal(quiet.seeds[:n_quiet], each.seeds[:n_each])
     for k, seed in enumerate(quiet.seeds[:n_quiet]):
         i, j = divmod(int(seed), shape[1])
-        assert mask[i, j] and data[i, j] > floor[i, j]
+        assert mask[i, j] and data[i, j] > floor[i, j] and quiet.seed_rings[k] == bins[i, j]
         np.testing.assert_allclose(quiet.seed_boxes[k], box_photons(data, mask, i, j, 0, shape[0], 0, shape[1]),
                                    rtol=1e-5, atol=1e-4)
 

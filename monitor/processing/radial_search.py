@@ -127,7 +127,8 @@ def _scatter(ring: np.ndarray, values: np.ndarray, acc: np.ndarray, spread: bool
 def _accumulate(
     data: np.ndarray, mask: np.ndarray, valid8: np.ndarray, bins: np.ndarray, window: np.ndarray, low: float,
     high: float, row_step: int, pixels: np.ndarray, spread: bool, acc: np.ndarray, floor: np.ndarray,
-    seeds: np.ndarray, seed_boxes: np.ndarray, asic_rows: int, asic_cols: int, values: np.ndarray,
+    seeds: np.ndarray, seed_rings: np.ndarray, seed_boxes: np.ndarray, asic_rows: int, asic_cols: int,
+    values: np.ndarray,
     quiet: np.ndarray,
 ) -> int:
     """Per radial bin: sum, sum of squares (only with ``spread``; else 0) and count of the valid pixels
@@ -136,7 +137,8 @@ def _accumulate(
     Also lists, in raster order, the valid pixels above their ``floor`` (no
     threshold is lower): the only pixels that can seed a peak; with
     ``seed_boxes`` (one row per seed, else 0 rows) each seed's
-    :func:`box_photons` in its asic, while its rows are in the cache.  Returns
+    :func:`box_photons` in its asic, while its rows are in the cache, and its
+    bin in ``seed_rings``.  Returns
     how many seeds there were (``seeds`` may be too short; then the search
     scans the frame).  ``valid8`` is ``mask`` seen as bytes; (``low``,
     ``high``) lies inside every bin's window and, when seeds are listed, below
@@ -180,6 +182,7 @@ def _accumulate(
                             r0 = (i // asic_rows) * asic_rows
                             c0 = (j // asic_cols) * asic_cols
                             s3, n3, s5, n5 = box_photons(data, mask, i, j, r0, r0 + asic_rows, c0, c0 + asic_cols)
+                            seed_rings[n_seeds] = b
                             seed_boxes[n_seeds, 0] = s3
                             seed_boxes[n_seeds, 1] = n3
                             seed_boxes[n_seeds, 2] = s5
@@ -270,7 +273,8 @@ class RadialPasses:
         self.seeds = np.empty(min(bins.size, 1 << 18), dtype=np.int64)
         self.seed_boxes = np.zeros((self.seeds.size, 4), dtype=np.float32)
         """Per seed of the last :meth:`run` with an ``asic_shape``: photons and valid pixels of its 3x3 and
-        5x5 boxes (:func:`box_photons`)."""
+        5x5 boxes (:func:`box_photons`); its bin in :attr:`seed_rings`."""
+        self.seed_rings = np.zeros(self.seeds.size, dtype=np.uint16)
         self._pixels_by_step: dict[int, np.ndarray] = {}
         row = -(-bins.shape[1] // _GROUP) * _GROUP
         self._values = np.zeros(row, dtype=np.float32)
@@ -312,7 +316,8 @@ class RadialPasses:
         return _accumulate(
             data, mask, mask.view(np.uint8), self.bins, self.window, float(self.window[:, 0].max()),
             min(float(self.window[:, 1].min()), least_floor), row_step, self._pixels_every(row_step), spread,
-            self.acc, floor, seeds, boxes, max(asic_shape[0], 1), max(asic_shape[1], 1), self._values, self._quiet,
+            self.acc, floor, seeds, self.seed_rings, boxes, max(asic_shape[0], 1), max(asic_shape[1], 1),
+            self._values, self._quiet,
         )
 
     def _pixels_every(self, row_step: int) -> np.ndarray:

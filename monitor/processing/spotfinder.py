@@ -157,15 +157,17 @@ def _box(
 @numba.njit(cache=True, nogil=True)
 def _candidates(
     data: np.ndarray, mask: np.ndarray, bins: np.ndarray, mean: np.ndarray, noise_var: np.ndarray, in_range: np.ndarray,
-    least_mean: np.ndarray, seeds: np.ndarray, seed_boxes: np.ndarray, n_seeds: int, asic_rows: int, asic_cols: int,
+    least_mean: np.ndarray, seeds: np.ndarray, seed_rings: np.ndarray, seed_boxes: np.ndarray, n_seeds: int,
+    asic_rows: int, asic_cols: int,
     min_significance: float, min_photons: float, seed_floor: np.ndarray, score: np.ndarray, out_index: np.ndarray,
 ) -> int:
     """Seeds whose 3x3 or 5x5 box is significant; ``score`` (a zeroed frame) gets each one's excess photons
     in its 5x5 box.  Returns how many (listed in ``out_index``).
 
     Most seeds are lone photons: their boxes' photons alone (``seed_boxes``, summed during the radial
-    pass), less the least background any pixel within 3 rings could have (``least_mean``), already fall
-    short of ``min_photons``, and neither the frame nor their expected background is read again."""
+    pass beside each seed's ring, ``seed_rings``), less the least background any pixel within 3 rings
+    could have (``least_mean``), already fall short of ``min_photons``, and neither the frame nor their
+    expected background is read again."""
     rows, cols = data.shape
     scan_all = n_seeds > seeds.shape[0]
     n = 0
@@ -173,15 +175,19 @@ def _candidates(
         seed = s if scan_all else seeds[s]
         i0 = seed // cols
         j0 = seed % cols
-        if not mask[i0, j0] or not in_range[bins[i0, j0]] or not data[i0, j0] >= seed_floor[i0, j0]:
-            continue
         r0 = (i0 // asic_rows) * asic_rows
         c0 = (j0 // asic_cols) * asic_cols
         if scan_all:
+            if not mask[i0, j0] or not data[i0, j0] > seed_floor[i0, j0]:
+                continue
+            ring = bins[i0, j0]
             s3, n3, s5, n5 = box_photons(data, mask, i0, j0, r0, r0 + asic_rows, c0, c0 + asic_cols)
-        else:
+        else:  # a listed seed is valid and over its floor
+            ring = seed_rings[s]
             s3, n3, s5, n5 = seed_boxes[s, 0], seed_boxes[s, 1], seed_boxes[s, 2], seed_boxes[s, 3]
-        least = least_mean[bins[i0, j0]]
+        if not in_range[ring]:
+            continue
+        least = least_mean[ring]
         if s3 - n3 * least < min_photons and s5 - n5 * least < min_photons:
             continue
         s3, b3 = _box(data, mask, bins, mean, noise_var, i0, j0, 1, r0, r0 + asic_rows, c0, c0 + asic_cols)
@@ -367,7 +373,7 @@ class SpotFinder:
         least_mean = -np.lib.stride_tricks.sliding_window_view(np.pad(-self._mean, 3, mode="edge"), 7).max(axis=1)
         n_candidates = _candidates(
             data, mask, self.bins, self._mean, self._noise_var, radial.in_range, least_mean, radial.seeds,
-            radial.seed_boxes, n_seeds, rows, cols,
+            radial.seed_rings, radial.seed_boxes, n_seeds, rows, cols,
             self.significance, p.min_photons, self.seed_floor, self._score, self._candidates,
         )
         listed = self._candidates[:n_candidates]
