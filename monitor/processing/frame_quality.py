@@ -43,15 +43,22 @@ class FrameQuality:
         inside = np.zeros(n_bins, dtype=bool)
         for inner, outer in shells:
             inside |= (centres >= inner) & (centres <= outer)
-        self._rings: list[tuple[np.ndarray, np.ndarray]] = []
-        """Per ice shell: its bins, and its flanks' bins (no other shell's)."""
+        rings, flanks = [], []
         for inner, outer in shells:
             width = outer - inner + 1
             ring = (centres >= inner) & (centres <= outer)
-            flanks = (((centres >= inner - width) & (centres < inner)) | ((centres > outer) & (centres <= outer + width)))
-            flanks &= ~inside
-            if self._pixels[ring].sum() and self._pixels[flanks].sum():
-                self._rings.append((ring, flanks))
+            flank = (((centres >= inner - width) & (centres < inner)) | ((centres > outer) & (centres <= outer + width)))
+            flank &= ~inside
+            if self._pixels[ring].sum() and self._pixels[flank].sum():
+                rings.append(ring * self._pixels)
+                flanks.append(flank * self._pixels)
+        self._ring_weights = np.array(rings).reshape(len(rings), n_bins)
+        """Per ice shell (a row each): each bin's pixels inside the shell, 0 elsewhere, so that a product with
+        the background per bin is the shell's photons."""
+        self._flank_weights = np.array(flanks).reshape(len(flanks), n_bins)
+        """The same for each shell's flanks (rings beside it, as wide, in no other shell)."""
+        self._ring_pixels = self._ring_weights.sum(axis=1)
+        self._flank_pixels = self._flank_weights.sum(axis=1)
         d_of_bin = np.bincount(bins.ravel(), weights=d_map.ravel().astype(np.float64), minlength=n_bins)
         with np.errstate(invalid="ignore", divide="ignore"):
             d_of_bin = d_of_bin / self._pixels
@@ -63,19 +70,16 @@ class FrameQuality:
     def measure(self, background: np.ndarray, peak_y: np.ndarray, peak_x: np.ndarray) -> dict[str, float | int | list]:
         """This frame's figures from its background per 1-pixel ring (photons a pixel) and its spots."""
         background = np.asarray(background, dtype=np.float64)[: self._pixels.size]
-        excess = 0.0
-        variance = 0.0
-        for ring, flanks in self._rings:
-            n_in, n_out = self._pixels[ring].sum(), self._pixels[flanks].sum()
-            b_in = float(background[ring] @ self._pixels[ring]) / n_in
-            b_out = float(background[flanks] @ self._pixels[flanks]) / n_out
-            excess += (b_in - b_out) * n_in
-            variance += n_in * max(b_in, 0.0) + n_in**2 / n_out * max(b_out, 0.0)
+        n_in, n_out = self._ring_pixels, self._flank_pixels
+        b_in = self._ring_weights @ background / n_in
+        b_out = self._flank_weights @ background / n_out
+        excess = float(((b_in - b_out) * n_in).sum())
+        variance = float((n_in * np.maximum(b_in, 0.0) + n_in**2 / n_out * np.maximum(b_out, 0.0)).sum())
         rows = np.clip(np.rint(peak_y).astype(np.intp), 0, self._d_map.shape[0] - 1)
         cols = np.clip(np.rint(peak_x).astype(np.intp), 0, self._d_map.shape[1] - 1)
         sums = np.bincount(self._shell_of_bin, weights=background * self._pixels, minlength=self._shell_pixels.size)
         return {
-            "ice_ring_score": round(excess / math.sqrt(variance + 1.0), 2) if self._rings else None,
+            "ice_ring_score": round(excess / math.sqrt(variance + 1.0), 2) if n_in.size else None,
             "n_peaks_off_ice": int((~on_ice_ring(self._d_map[rows, cols])).sum()),
             "background_by_shell": [
                 round(float(total / pixels), 5) if pixels else None for total, pixels in zip(sums, self._shell_pixels)

@@ -93,7 +93,7 @@ class SpotFinderParameters(BaseModel):
     seed_photons: float = Field(default=0.5, ge=0.0, le=1e6, description="pixels from this many photons up are seeds")
     noise_threshold: float = Field(default=5.0, ge=0.0, le=1e3, description="... and from this many times their noise")
     clip_sigma: float = Field(default=5.0, ge=1.0, le=100.0, description="background clipping width, sigma")
-    iterations: PositiveInt = Field(default=4, le=100, description="background clipping iterations")
+    iterations: PositiveInt = Field(default=3, le=100, description="background clipping iterations")
     statistics_row_step: PositiveInt = Field(default=16, le=512, description="all passes but the last: every n-th row")
     integration_radius: float = Field(default=3.5, ge=1.0, le=16.0, description="footprint radius, pixels")
     min_res: float = Field(default=0.0, ge=0.0, le=1e5, description="inner radius limit, pixels from the beam")
