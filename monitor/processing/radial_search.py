@@ -93,15 +93,57 @@ _ALL_QUIET = 0x0101010101010101
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "nsz", "contract"})
-def _mark_quiet(row: np.ndarray, valid: np.ndarray, low: float, high: float, values: np.ndarray, quiet: np.ndarray) -> None:
+def _mark_quiet(row: np.ndarray, valid: np.ndarray, low: float, high: float, values: np.ndarray, quiet: np.ndarray) -> int:
     """``quiet[j]`` = 1 where pixel ``j`` is valid and inside (``low``, ``high``), ``values[j]`` its value there
-    and 0 elsewhere (NaN included): branch-free, so that it runs on SIMD lanes."""
+    and 0 elsewhere (NaN included): branch-free, so that it runs on SIMD lanes.  Returns how many are quiet."""
     zero = np.float32(0.0)
+    n_quiet = 0
     for j in range(row.shape[0]):
         v = row[j]
         inside = (v > low) & (v < high) & (valid[j] != 0)
         quiet[j] = np.uint8(inside)
         values[j] = v if inside else zero
+        n_quiet += inside
+    return n_quiet
+
+
+_DENSE_ROW = 64
+"""Pixels of a row that are not quiet from which its seeds' boxes come from column sums (a heavy
+background, where every tenth pixel holds a photon and is a seed) instead of one box at a time."""
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "nsz", "contract"})
+def _add_valid(row: np.ndarray, valid: np.ndarray, photons: np.ndarray, pixels: np.ndarray) -> None:
+    """Each valid pixel of ``row`` into ``photons`` and a count into ``pixels``, column by column (SIMD)."""
+    zero = np.float32(0.0)
+    for j in range(row.shape[0]):
+        ok = valid[j] != 0
+        photons[j] += row[j] if ok else zero
+        pixels[j] += np.float32(ok)
+
+
+@numba.njit(cache=True, nogil=True)
+def _column_sums(data: np.ndarray, valid8: np.ndarray, i: int, r0: int, r1: int, columns: np.ndarray) -> None:
+    """``columns[0:2, j]``: photons and valid pixels of column ``j`` in rows ``i-1..i+1``; ``columns[2:4, j]``
+    the same in rows ``i-2..i+2``; rows inside [``r0``, ``r1``) only."""
+    columns[:] = 0.0
+    for r in range(max(i - 2, r0), min(i + 3, r1)):
+        if abs(r - i) <= 1:
+            _add_valid(data[r], valid8[r], columns[0], columns[1])
+        _add_valid(data[r], valid8[r], columns[2], columns[3])
+
+
+@numba.njit(cache=True, nogil=True)
+def _box_from_columns(columns: np.ndarray, j: int, c0: int, c1: int) -> tuple[float, float, float, float]:
+    """:func:`box_photons` of the pixel in column ``j`` from its row's :func:`_column_sums`, columns [c0, c1) only."""
+    s3 = n3 = s5 = n5 = 0.0  # in float64, as box_photons
+    for jj in range(max(j - 2, c0), min(j + 3, c1)):
+        s5 += columns[2, jj]
+        n5 += columns[3, jj]
+        if abs(jj - j) <= 1:
+            s3 += columns[0, jj]
+            n3 += columns[1, jj]
+    return s3, n3, s5, n5
 
 
 @numba.njit(cache=True, nogil=True)
@@ -128,8 +170,7 @@ def _accumulate(
     data: np.ndarray, mask: np.ndarray, valid8: np.ndarray, bins: np.ndarray, window: np.ndarray, low: float,
     high: float, row_step: int, pixels: np.ndarray, spread: bool, acc: np.ndarray, floor: np.ndarray,
     seeds: np.ndarray, seed_rings: np.ndarray, seed_boxes: np.ndarray, asic_rows: int, asic_cols: int,
-    values: np.ndarray,
-    quiet: np.ndarray,
+    values: np.ndarray, quiet: np.ndarray, columns: np.ndarray,
 ) -> int:
     """Per radial bin: sum, sum of squares (only with ``spread``; else 0) and count of the valid pixels
     inside ``window``, in every ``row_step``-th row (``pixels``: how many each bin has in those rows).
@@ -143,7 +184,7 @@ def _accumulate(
     scans the frame).  ``valid8`` is ``mask`` seen as bytes; (``low``,
     ``high``) lies inside every bin's window and, when seeds are listed, below
     every floor; ``values`` and ``quiet`` are scratch rows of ``cols`` rounded
-    up to :data:`_GROUP`.
+    up to :data:`_GROUP`, ``columns`` four (:func:`_column_sums`).
     """
     acc[:] = 0.0
     acc[2, 0, :] = pixels  # less each pixel found invalid or outside its window below
@@ -155,9 +196,13 @@ def _accumulate(
     all_quiet = np.uint64(_ALL_QUIET)
     quiet[cols:] = 1
     for i in range(0, rows, row_step):
-        _mark_quiet(data[i], valid8[i], low, high, values, quiet)
+        n_quiet = _mark_quiet(data[i], valid8[i], low, high, values, quiet)
         ring = bins[i]
         _scatter(ring, values, acc, spread)
+        r0 = (i // asic_rows) * asic_rows
+        dense = boxes and capacity > 0 and cols - n_quiet > _DENSE_ROW
+        if dense:
+            _column_sums(data, valid8, i, r0, r0 + asic_rows, columns)
         for w in range(words.shape[0]):
             if words[w] == all_quiet:
                 continue
@@ -179,9 +224,11 @@ def _accumulate(
                     if n_seeds < capacity:
                         seeds[n_seeds] = i * cols + j
                         if boxes:
-                            r0 = (i // asic_rows) * asic_rows
                             c0 = (j // asic_cols) * asic_cols
-                            s3, n3, s5, n5 = box_photons(data, mask, i, j, r0, r0 + asic_rows, c0, c0 + asic_cols)
+                            if dense:
+                                s3, n3, s5, n5 = _box_from_columns(columns, j, c0, c0 + asic_cols)
+                            else:
+                                s3, n3, s5, n5 = box_photons(data, mask, i, j, r0, r0 + asic_rows, c0, c0 + asic_cols)
                             seed_rings[n_seeds] = b
                             seed_boxes[n_seeds, 0] = s3
                             seed_boxes[n_seeds, 1] = n3
@@ -279,6 +326,7 @@ class RadialPasses:
         row = -(-bins.shape[1] // _GROUP) * _GROUP
         self._values = np.zeros(row, dtype=np.float32)
         self._quiet = np.zeros(row, dtype=np.uint8)
+        self._columns = np.zeros((4, bins.shape[1]), dtype=np.float32)
 
     def run(
         self, data: np.ndarray, mask: np.ndarray, *, floor: np.ndarray, least_floor: float, iterations: int,
@@ -317,7 +365,7 @@ class RadialPasses:
             data, mask, mask.view(np.uint8), self.bins, self.window, float(self.window[:, 0].max()),
             min(float(self.window[:, 1].min()), least_floor), row_step, self._pixels_every(row_step), spread,
             self.acc, floor, seeds, self.seed_rings, boxes, max(asic_shape[0], 1), max(asic_shape[1], 1),
-            self._values, self._quiet,
+            self._values, self._quiet, self._columns,
         )
 
     def _pixels_every(self, row_step: int) -> np.ndarray:
