@@ -16,6 +16,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,mpich]'
+	$(PY) -m monitor.precompile monitor.yaml
 	touch $@
 
 demo: $(STAMP)
