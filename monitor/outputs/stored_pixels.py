@@ -33,9 +33,9 @@ each pixel rounded to the nearest whole photon, as int16, which Blosc-LZ4
   hit of the file (the detector's bad pixels), written once and rewritten
   only when a hit has a valid reading where the mask had none.
 
-One compiled pass over the frame does the rounding, the clipping, the
-invalid pixels and the mask check, into a buffer kept for the file
-(:class:`StoredPixels`).
+One compiled pass over the frame does the rounding, the clipping and the
+invalid pixels, row by row, into a buffer kept for the file
+(:class:`StoredPixels`); the mask check reads only the pixels the mask holds.
 """
 
 from __future__ import annotations
@@ -75,35 +75,35 @@ def _corner_photon(photons: np.ndarray, valid: np.ndarray, row: int, col: int) -
 
 
 @numba.njit(cache=True, nogil=True)
-def _store(photons: np.ndarray, valid: np.ndarray, masked: np.ndarray, out: np.ndarray, sharing: np.ndarray,
-           whole: bool, low: np.floating, high: np.floating) -> bool:
-    """Fill ``out`` from ``photons`` (2-D); True if a pixel of ``masked`` has a valid reading here.
+def _store(photons: np.ndarray, valid: np.ndarray, out: np.ndarray, sharing: np.ndarray, whole: bool,
+           low: np.floating, high: np.floating) -> None:
+    """Fill ``out`` from ``photons`` (2-D; ``valid`` as bytes), row by row.
 
-    The first pass, over flat views, has no branch on a pixel's value, so it
-    compiles to vector code (0.3 ms a JUNGFRAU 1M frame); for whole photons it
-    marks in ``sharing`` (uint8, flat) the pixels from a quarter of a photon
-    that round to none, about 0.3 % of them.  The second pass reads those
-    marks eight at a time and looks at the neighbours of the marked pixels only.
+    The first loop over a row has no branch on a pixel's value, so it
+    compiles to vector code; for whole photons it marks in ``sharing`` (a
+    row of uint8, cols rounded up to 8) the pixels from a quarter of a photon
+    that round to none, about 0.3 % of them.  The second reads those marks
+    eight at a time, while the row is in the cache, and looks at the
+    neighbours of the marked pixels only.
     """
     half, quarter = photons.dtype.type(0.5), photons.dtype.type(0.25)
-    flat, flat_valid, flat_masked, flat_out = photons.ravel(), valid.ravel(), masked.ravel(), out.ravel()
-    unmasked = False
-    for i in range(flat.size):
-        value = flat[i]
-        ok = flat_valid[i] and value == value  # NaN is no reading either
-        stored = np.floor(value + half) if whole else value
-        flat_out[i] = min(max(stored, low), high) if ok else INVALID_PIXEL
-        unmasked |= flat_masked[i] and ok
-        sharing[i] = (value >= quarter) & (stored == 0)  # never for float32, where stored is the value
-    if whole:
-        columns = photons.shape[1]
-        words = sharing[: sharing.size // 8 * 8].view(np.uint64)
-        for word in range(words.size + 1):
-            if word == words.size or words[word]:  # the last "word": the pixels past the last whole one
-                for i in range(8 * word, min(8 * word + 8, sharing.size)):
-                    if sharing[i] and flat_valid[i] and _corner_photon(photons, valid, i // columns, i % columns):
-                        flat_out[i] = 1
-    return unmasked
+    rows, cols = photons.shape
+    words = sharing.view(np.uint64)
+    for row in range(rows):
+        values, readings, stored_row = photons[row], valid[row], out[row]
+        for col in range(cols):
+            value = values[col]
+            ok = (readings[col] != 0) & (value == value)  # NaN is no reading either
+            stored = np.floor(value + half) if whole else value
+            stored_row[col] = min(max(stored, low), high) if ok else INVALID_PIXEL
+            sharing[col] = (value >= quarter) & (stored == 0)  # never for float32, where stored is the value
+        if not whole:
+            continue
+        for word in range(words.size):
+            if words[word]:
+                for col in range(8 * word, min(8 * word + 8, cols)):
+                    if sharing[col] and readings[col] and _corner_photon(photons, valid, row, col):
+                        stored_row[col] = 1
 
 
 class StoredPixels:
@@ -117,8 +117,11 @@ class StoredPixels:
         """The latest frame as stored (reused: the file writes it before the next frame comes)."""
         self.masked = np.ones(shape, dtype=bool)
         """Pixels without a valid reading in every frame stored so far (all, before the first)."""
+        self._masked_at = np.flatnonzero(self.masked)
+        """Where :attr:`masked` is set (the detector's bad pixels, after the first frame): the only pixels
+        whose reading can change the mask, so that no frame-sized read asks it."""
         self._all_valid = np.ones(shape, dtype=bool)
-        self._sharing = np.empty(self.pixels.size, dtype=np.uint8)
+        self._sharing = np.zeros(-(-shape[-1] // 8) * 8, dtype=np.uint8)
         self._whole = dtype.kind == "i"
         self._high = float(np.iinfo(dtype).max) if self._whole else float(np.finfo(dtype).max)
 
@@ -132,8 +135,12 @@ class StoredPixels:
                              f"stored frames are {self.pixels.shape}")
         valid = self._all_valid if valid is None else valid
         number = photons.dtype.type if photons.dtype.kind == "f" else np.float64
-        unmasked = _store(np.ascontiguousarray(photons), np.ascontiguousarray(valid), self.masked, self.pixels,
-                          self._sharing, self._whole, number(FLAG_LESSTHAN), number(self._high))
+        photons, valid = np.ascontiguousarray(photons), np.ascontiguousarray(valid)
+        _store(photons, valid.view(np.uint8), self.pixels, self._sharing, self._whole, number(FLAG_LESSTHAN),
+               number(self._high))
+        readings = photons.ravel()[self._masked_at]
+        unmasked = bool((valid.ravel()[self._masked_at] & (readings == readings)).any())  # NaN is no reading
         if unmasked:
             self.masked &= ~valid
+            self._masked_at = np.flatnonzero(self.masked)
         return unmasked
