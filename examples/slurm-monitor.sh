@@ -41,9 +41,12 @@ source "$MONITOR_VENV/bin/activate"
 # One thread per rank: the ranks are the parallelism.
 export OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 
-# Check the configuration once, in the batch step, before the tasks start.
+# Check the configuration once, in the batch step, before the tasks start; and compile the
+# kernels once (numba caches them beside the package: a second job loads them in a second),
+# so that the tasks do not all compile them at once while the detector sends.
 python -m monitor --version
 python -m monitor "$CONFIG" --check
+python -m monitor.precompile "$CONFIG"
 
 # Collector placement: `collector_rank: first` in the configuration makes task 0 (first
 # node) the collector, `last` the last task (last node); --distribution=block keeps the
