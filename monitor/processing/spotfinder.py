@@ -157,7 +157,7 @@ def _box(
 @numba.njit(cache=True, nogil=True)
 def _candidates(
     data: np.ndarray, mask: np.ndarray, bins: np.ndarray, mean: np.ndarray, noise_var: np.ndarray, in_range: np.ndarray,
-    least_mean: np.ndarray, seeds: np.ndarray, seed_rings: np.ndarray, seed_boxes: np.ndarray, n_seeds: int,
+    least_expected: np.ndarray, seeds: np.ndarray, seed_rings: np.ndarray, seed_boxes: np.ndarray, n_seeds: int,
     asic_rows: int, asic_cols: int,
     min_significance: float, min_photons: float, seed_floor: np.ndarray, score: np.ndarray, out_index: np.ndarray,
 ) -> int:
@@ -165,9 +165,11 @@ def _candidates(
     in its 5x5 box.  Returns how many (listed in ``out_index``).
 
     Most seeds are lone photons: their boxes' photons alone (``seed_boxes``, summed during the radial
-    pass beside each seed's ring, ``seed_rings``), less the least background any pixel within 3 rings
-    could have (``least_mean``), already fall short of ``min_photons``, and neither the frame nor their
-    expected background is read again."""
+    pass beside each seed's ring, ``seed_rings``), against the least background and noise variance any
+    pixel within 3 rings could have (``least_expected``), already fall short of ``min_photons`` or of the
+    significance, and neither the frame nor their expected background is read again.  (A box's pixels
+    lie within 2.9 rings of its centre, and the significance falls as the background rises: the
+    exact test could only fail them too.)"""
     rows, cols = data.shape
     scan_all = n_seeds > seeds.shape[0]
     n = 0
@@ -187,9 +189,11 @@ def _candidates(
             s3, n3, s5, n5 = seed_boxes[s, 0], seed_boxes[s, 1], seed_boxes[s, 2], seed_boxes[s, 3]
         if not in_range[ring]:
             continue
-        least = least_mean[ring]
-        if s3 - n3 * least < min_photons and s5 - n5 * least < min_photons:
-            continue
+        low3 = n3 * least_expected[ring]
+        low5 = n5 * least_expected[ring]
+        if ((s3 - low3 < min_photons or _significance(s3, low3) < min_significance)
+                and (s5 - low5 < min_photons or _significance(s5, low5) < min_significance)):
+            continue  # neither box passes even on the least background its pixels could have
         s3, b3 = _box(data, mask, bins, mean, noise_var, i0, j0, 1, r0, r0 + asic_rows, c0, c0 + asic_cols)
         s5, b5 = _box(data, mask, bins, mean, noise_var, i0, j0, 2, r0, r0 + asic_rows, c0, c0 + asic_cols)
         small = s3 - b3 >= min_photons and _significance(s3, b3) >= min_significance
@@ -370,9 +374,10 @@ class SpotFinder:
         )
         rows, cols = p.asic_shape
         self.significance = max(p.min_significance, _one_sided_sigma(p.chance_spots_per_frame / self._boxes))
-        least_mean = -np.lib.stride_tricks.sliding_window_view(np.pad(-self._mean, 3, mode="edge"), 7).max(axis=1)
+        expected = self._mean + self._noise_var
+        least_expected = -np.lib.stride_tricks.sliding_window_view(np.pad(-expected, 3, mode="edge"), 7).max(axis=1)
         n_candidates = _candidates(
-            data, mask, self.bins, self._mean, self._noise_var, radial.in_range, least_mean, radial.seeds,
+            data, mask, self.bins, self._mean, self._noise_var, radial.in_range, least_expected, radial.seeds,
             radial.seed_rings, radial.seed_boxes, n_seeds, rows, cols,
             self.significance, p.min_photons, self.seed_floor, self._score, self._candidates,
         )
