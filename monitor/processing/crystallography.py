@@ -123,7 +123,7 @@ class CrystallographyParameters(BaseModel):
     peakfinder8: PeakFinder8Parameters = PeakFinder8Parameters()
     min_num_peaks_for_hit: NonNegativeInt = Field(
         default=4, description="fewest spots of a hit: the spot finder lets ~0.01 chance spots a frame through, so 4 "
-        "by chance are rare (< 1e-6 a frame even at 0.1), and a sparse hit of a dozen spots is still one "
+        "by chance are rare (4e-6 a frame even at 0.1), and a sparse hit of a dozen spots is still one "
         "(peakfinder8, with more chance peaks, wants 10)",
     )
     max_num_peaks_for_hit: NonNegativeInt = 2000

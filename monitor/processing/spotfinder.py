@@ -27,11 +27,11 @@ rings of water and ice are followed exactly):
    a background of 0.001 (where a Gaussian ``(S - B)/sqrt(B)`` calls 2 photons
    a 20-sigma event) and for heavy ones alike.  The 3 x 3 box suits spots under
    a pixel wide, the 5 x 5 box spots of about a pixel.  A seed whose boxes
-   fall short is also tested with a *matched filter*: the likelihood ratio of
-   a Gaussian spot of width ``profile_sigma`` (1.2 pixels) at the photons'
-   centroid over its 7 x 7 neighbourhood, which weights each pixel by what the
-   spot would put there (a box counts a wide spot's skirt, mostly background,
-   as much as its core).  A seed passes when a test reaches the frame's cut
+   fall short is also tested with *matched filters*: the likelihood ratio of
+   a Gaussian spot of each width in ``profile_sigmas`` (0.8 and 1.4 pixels) at
+   the photons' centroid over its 7 x 7 neighbourhood, which weights each
+   pixel by what the spot would put there (a box counts a wide spot's skirt,
+   mostly background, as much as its core).  A seed passes when a test reaches the frame's cut
    with ``min_photons`` above ``B`` in its box (the 5 x 5 box for the profile).
 3. **One spot per maximum.** A passing seed is a spot's centre when no passing
    seed within 2 pixels has more photons above background in its 5 x 5 box.
@@ -50,11 +50,12 @@ feed, the results stream and the truth comparison take either finder's spots.
 
 Why these defaults.  The cut is set by ``chance_spots_per_frame`` (0.01): a
 JUNGFRAU 1M frame holds ~1.6 x 10^5 independent 3 x 3 and 5 x 5 boxes and
-~0.6 x 10^5 spot areas ``4 pi sigma^2`` of the profile, and the one-sided
-Gaussian tail 0.01 / 2.2 x 10^5 is 5.34 sigma (never below
-``min_significance``).  ``profile_sigma`` 1.2: the widths the boxes serve
-worst (spots of sigma 1-1.6 pixels); on narrower spots the 3 x 3 box passes
-first.  ``min_photons`` 3: below it no box is a spot whatever
+~1.7 x 10^5 spot areas ``4 pi sigma^2`` of the two profiles, and the one-sided
+Gaussian tail 0.01 / 3.3 x 10^5 is 5.42 sigma (never below
+``min_significance``).  ``profile_sigmas`` 0.8 and 1.4 pixels: a matched
+filter keeps ``2r / (1 + r^2)`` of its significance on a spot ``r`` times
+wider or narrower than its own, 95 % within a factor 1.4, so the two cover
+spots of sigma 0.57-2 pixels; the 3 x 3 box serves sharper ones.  ``min_photons`` 3: below it no box is a spot whatever
 its significance (at 0.001 photons a pixel two photons side by side are a
 "significant" pair, and a frame has a few).  ``integration_radius`` 3.5 pixels
 holds 99 % of a 1-pixel-wide spot and 90 % of a 1.6-pixel one.
@@ -64,6 +65,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Annotated
 
 import numba
 import numpy as np
@@ -109,9 +111,10 @@ class SpotFinderParameters(BaseModel):
     clip_sigma: float = Field(default=5.0, ge=1.0, le=100.0, description="background clipping width, sigma")
     iterations: PositiveInt = Field(default=3, le=100, description="background clipping iterations")
     statistics_row_step: PositiveInt = Field(default=16, le=512, description="all passes but the last: every n-th row")
-    profile_sigma: float = Field(
-        default=1.2, ge=0.0, le=2.0,
-        description="width (sigma, pixels) of the Gaussian spot also tested for over a seed's 7x7 (matched filter); 0: boxes only",
+    profile_sigmas: tuple[Annotated[float, Field(ge=0.3, le=2.0)], ...] = Field(
+        default=(0.8, 1.4), max_length=4,
+        description="widths (sigma, pixels) of the Gaussian spots also tested for over a seed's 7x7 (matched "
+        "filters); empty: the boxes only",
     )
     integration_radius: float = Field(default=3.5, ge=1.0, le=16.0, description="footprint radius, pixels")
     min_res: float = Field(default=0.0, ge=0.0, le=1e5, description="inner radius limit, pixels from the beam")
@@ -263,7 +266,7 @@ def _candidates(
     least_expected: np.ndarray, seeds: np.ndarray, seed_rings: np.ndarray, seed_boxes: np.ndarray, n_seeds: int,
     asic_rows: int, asic_cols: int,
     min_significance: float, min_photons: float, seed_floor: np.ndarray, score: np.ndarray, out_index: np.ndarray,
-    profile_sigma: float,
+    profile_sigmas: np.ndarray,
 ) -> int:
     """Seeds whose 3x3 or 5x5 box is significant; ``score`` (a zeroed frame) gets each one's excess photons
     in its 5x5 box.  Returns how many (listed in ``out_index``).
@@ -276,7 +279,7 @@ def _candidates(
     exact test could only fail them too.)"""
     rows, cols = data.shape
     scan_all = n_seeds > seeds.shape[0]
-    preselect = _PROFILE_PRESELECT * min_significance if profile_sigma > 0.0 else min_significance
+    preselect = _PROFILE_PRESELECT * min_significance if profile_sigmas.size else min_significance
     n = 0
     for s in range(rows * cols if scan_all else n_seeds):
         seed = s if scan_all else seeds[s]
@@ -304,9 +307,10 @@ def _candidates(
         small = s3 - b3 >= min_photons and _significance(s3, b3) >= min_significance
         wide = s5 - b5 >= min_photons and _significance(s5, b5) >= min_significance
         if not (small or wide) and s5 - b5 >= min_photons and _significance(s5, b5) >= preselect:
-            wide = _profile_significance(
-                data, mask, bins, mean, noise_var, i0, j0, profile_sigma, r0, r0 + asic_rows, c0, c0 + asic_cols,
-            ) >= min_significance
+            for sigma in profile_sigmas:
+                wide = wide or _profile_significance(
+                    data, mask, bins, mean, noise_var, i0, j0, sigma, r0, r0 + asic_rows, c0, c0 + asic_cols,
+                ) >= min_significance
         if small or wide:
             score[i0, j0] = max(s5 - b5, 1e-6)
             out_index[n] = seed
@@ -399,9 +403,9 @@ def _integrate(
     return n_found
 
 
-def _profile_share(sigma: float) -> float:
-    """Independent profile tests a pixel adds to a frame's: one per spot area ``4 pi sigma^2`` (0 without)."""
-    return 1.0 / (4.0 * math.pi * sigma**2) if sigma > 0.0 else 0.0
+def _profile_share(sigmas: tuple[float, ...]) -> float:
+    """Independent profile tests a pixel adds to a frame's: one per spot area ``4 pi sigma^2`` of each."""
+    return sum(1.0 / (4.0 * math.pi * sigma**2) for sigma in sigmas)
 
 
 @functools.lru_cache(maxsize=64)
@@ -445,7 +449,8 @@ class SpotFinder:
             self._noise_var = np.nan_to_num(
                 np.bincount(self.bins.ravel(), weights=noise.ravel().astype(np.float64) ** 2, minlength=n_bins) / pixels
             )
-        tests_per_pixel = 1 / 9 + 1 / 25 + _profile_share(parameters.profile_sigma)
+        tests_per_pixel = 1 / 9 + 1 / 25 + _profile_share(parameters.profile_sigmas)
+        self._profile_sigmas = np.array(parameters.profile_sigmas, dtype=np.float64)
         self._boxes = max(float(pixels[self._radial.in_range].sum()) * tests_per_pixel, 1.0)
         """Independent tests a frame is put to: its pixels over each box's (and the profile's) area."""
         self._mean = np.zeros(n_bins, dtype=np.float64)
@@ -482,7 +487,7 @@ class SpotFinder:
             data, mask, self.bins, self._mean, self._noise_var, radial.in_range, least_expected, radial.seeds,
             radial.seed_rings, radial.seed_boxes, n_seeds, rows, cols,
             self.significance, p.min_photons, self.seed_floor, self._score, self._candidates,
-            p.profile_sigma,
+            self._profile_sigmas,
         )
         listed = self._candidates[:n_candidates]
         order = np.argsort(-self._score.ravel()[listed], kind="stable")
