@@ -145,10 +145,24 @@ class _Watch:
             words = line.split()
             if words == [b"end"]:  # a rank that died before it (the collector may be ending for that) is news
                 self._note_deaths(self._selector.select(timeout=0))
+                self._note_dying()
                 return False
             if len(words) == 3 and words[0] == b"watch":
                 self._watch(int(words[1]), int(words[2]))
         return True
+
+    def _note_dying(self) -> None:
+        """Ranks already on their way out when the run ends in order: killed before the ``end``.
+
+        A killed process closes its sockets (which the collector may see, and end the run for)
+        before its pidfd becomes readable, and on a loaded machine the ``end`` can come between
+        the two.  Ranks that exit in order do so only after the ``end`` (the collector tells them
+        to stop after it), so one already exiting then was killed."""
+        for key in list(self._selector.get_map().values()):
+            if key.data is not None and _exiting(key.data[1]):
+                self._selector.unregister(key.fd)
+                os.close(key.fd)
+                self._died_now(*key.data)
 
     def _watch(self, rank: int, pid: int) -> None:
         try:
@@ -190,6 +204,26 @@ class _Watch:
         for path in self._checkpoints:
             _mark_killed(path, how=f"killed: rank {rank} (the collector, pid {pid}) died", rank=rank, pid=pid,
                          at=time.time(), over_the_collectors=False)
+
+
+_PF_EXITING = 0x4
+"""The kernel's per-task flag "getting shut down", set as a process starts to exit (before its files close)."""
+
+
+def _exiting(pid: int) -> bool:
+    """Whether the process has begun to exit, or is gone: its ``/proc/PID/stat`` flags or state."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat_says_exiting(stat)
+
+
+def stat_says_exiting(stat: str) -> bool:
+    """Whether a ``/proc/PID/stat`` line is a process that exits or has exited (state Z or X, or the
+    PF_EXITING flag).  The command name, in brackets, may hold spaces and brackets itself."""
+    fields = stat[stat.rindex(")") + 2:].split()
+    return fields[0] in ("Z", "X", "x") or bool(int(fields[6]) & _PF_EXITING)
 
 
 def _state(path: Path) -> str | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.rank_watch import RankWatch
+from monitor.rank_watch import RankWatch, stat_says_exiting
 
 
 def watch_process(checkpoint: Path) -> subprocess.Popen[str]:
@@ -84,3 +84,40 @@ def test_after_end_ranks_exit_as_they_should_and_nothing_is_said(tmp_path, capfd
 
     assert "died" not in capfd.readouterr().err
     assert json.loads(checkpoint.read_text())["state"] == "running"
+
+
+LEADER_EXITS_FIRST = """
+import ctypes, threading, time
+threading.Thread(target=time.sleep, args=(60,)).start()
+ctypes.CDLL(None, use_errno=True).syscall(60, 0)  # exit(2) of the main thread alone (x86-64): a process half gone
+"""
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the exit system call's number is x86-64's")
+def test_a_rank_already_exiting_when_the_run_ends_in_order_is_named(tmp_path):
+    """A killed rank closes its sockets before its pidfd is readable; if the collector ends the run for
+    that in between, the rank is still named: at ``end``, a rank that has begun to exit was killed."""
+    checkpoint = running_checkpoint(tmp_path)
+    dying = subprocess.Popen([sys.executable, "-c", LEADER_EXITS_FIRST])
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and Path(f"/proc/{dying.pid}/stat").read_text().split(")")[-1].split()[0] != "Z":
+            time.sleep(0.05)
+        watch = watch_process(checkpoint)
+        assert watch.stdin is not None
+        watch.stdin.write(f"watch 2 {dying.pid}\nend\n")
+        watch.stdin.flush()
+        err = finished(watch)
+    finally:
+        dying.kill()
+        dying.wait()
+    assert err.startswith(f"monitor: rank 2 (pid {dying.pid}) died (killed or crashed)")
+
+
+@pytest.mark.parametrize(("stat", "exiting"), [
+    ("4242 (python) S 1 4242 4242 0 -1 4194304 900 0 0 0", False),
+    ("4242 (python) R 1 4242 4242 0 -1 4194308 900 0 0 0", True),  # PF_EXITING: on its way out
+    ("4242 (a (b) c) Z 1 4242 4242 0 -1 4194304 900 0 0 0", True),  # a zombie, with brackets in its name
+])
+def test_the_proc_stat_line_tells_an_exiting_process(stat, exiting):
+    assert stat_says_exiting(stat) is exiting
