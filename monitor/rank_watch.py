@@ -129,9 +129,7 @@ class _Watch:
     def _note_deaths(self, events: list[tuple[selectors.SelectorKey, int]]) -> None:
         for key, _ in events:
             if key.data is not None:
-                self._selector.unregister(key.fd)
-                os.close(key.fd)
-                self._died_now(*key.data)
+                self._died_now(key)
 
     def _read_commands(self) -> bool:
         """Take what the collector wrote; False once the watch is over."""
@@ -160,9 +158,7 @@ class _Watch:
         to stop after it), so one already exiting then was killed."""
         for key in list(self._selector.get_map().values()):
             if key.data is not None and _exiting(key.data[1]):
-                self._selector.unregister(key.fd)
-                os.close(key.fd)
-                self._died_now(*key.data)
+                self._died_now(key)
 
     def _watch(self, rank: int, pid: int) -> None:
         try:
@@ -171,8 +167,11 @@ class _Watch:
             return
         self._selector.register(pidfd, selectors.EVENT_READ, (rank, pid))
 
-    def _died_now(self, rank: int, pid: int) -> None:
+    def _died_now(self, key: selectors.SelectorKey) -> None:
         """The first death is the news; the launcher's killing of the others follows from it."""
+        self._selector.unregister(key.fd)
+        os.close(key.fd)
+        rank, pid = key.data
         self._died.append((rank, pid, time.time()))
         if len(self._died) == 1:
             print(f"monitor: rank {rank} (pid {pid}){self._where} died (killed or crashed) while the run went on; "

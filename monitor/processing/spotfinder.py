@@ -55,9 +55,10 @@ Gaussian tail 0.01 / 3.3 x 10^5 is 5.42 sigma (never below
 ``min_significance``).  ``profile_sigmas`` 0.8 and 1.4 pixels: a matched
 filter keeps ``2r / (1 + r^2)`` of its significance on a spot ``r`` times
 wider or narrower than its own, 95 % within a factor 1.4, so the two cover
-spots of sigma 0.57-2 pixels; the 3 x 3 box serves sharper ones.  ``min_photons`` 3: below it no box is a spot whatever
-its significance (at 0.001 photons a pixel two photons side by side are a
-"significant" pair, and a frame has a few).  ``integration_radius`` 3.5 pixels
+spots of sigma 0.57-2 pixels; the 3 x 3 box serves sharper ones.
+``min_photons`` 3: below it no box is a spot whatever its significance (at
+0.001 photons a pixel two photons side by side are a "significant" pair, and
+a frame has a few).  ``integration_radius`` 3.5 pixels
 holds 99 % of a 1-pixel-wide spot and 90 % of a 1.6-pixel one.
 """
 
@@ -268,8 +269,8 @@ def _candidates(
     min_significance: float, min_photons: float, seed_floor: np.ndarray, score: np.ndarray, out_index: np.ndarray,
     profile_sigmas: np.ndarray,
 ) -> int:
-    """Seeds whose 3x3 or 5x5 box is significant; ``score`` (a zeroed frame) gets each one's excess photons
-    in its 5x5 box.  Returns how many (listed in ``out_index``).
+    """Seeds whose 3x3 or 5x5 box, or a Gaussian profile of ``profile_sigmas`` around them, is significant;
+    ``score`` (a zeroed frame) gets each one's excess photons in its 5x5 box.  Returns how many (listed in ``out_index``).
 
     Most seeds are lone photons: their boxes' photons alone (``seed_boxes``, summed during the radial
     pass beside each seed's ring, ``seed_rings``), against the least background and noise variance any
@@ -305,12 +306,15 @@ def _candidates(
         s3, b3 = _box(data, mask, bins, mean, noise_var, i0, j0, 1, r0, r0 + asic_rows, c0, c0 + asic_cols)
         s5, b5 = _box(data, mask, bins, mean, noise_var, i0, j0, 2, r0, r0 + asic_rows, c0, c0 + asic_cols)
         small = s3 - b3 >= min_photons and _significance(s3, b3) >= min_significance
-        wide = s5 - b5 >= min_photons and _significance(s5, b5) >= min_significance
-        if not (small or wide) and s5 - b5 >= min_photons and _significance(s5, b5) >= preselect:
+        z5 = _significance(s5, b5) if s5 - b5 >= min_photons else 0.0
+        wide = z5 >= min_significance
+        if not (small or wide) and z5 >= preselect:
             for sigma in profile_sigmas:
-                wide = wide or _profile_significance(
+                if _profile_significance(
                     data, mask, bins, mean, noise_var, i0, j0, sigma, r0, r0 + asic_rows, c0, c0 + asic_cols,
-                ) >= min_significance
+                ) >= min_significance:
+                    wide = True
+                    break
         if small or wide:
             score[i0, j0] = max(s5 - b5, 1e-6)
             out_index[n] = seed
@@ -451,7 +455,7 @@ class SpotFinder:
             )
         tests_per_pixel = 1 / 9 + 1 / 25 + _profile_share(parameters.profile_sigmas)
         self._profile_sigmas = np.array(parameters.profile_sigmas, dtype=np.float64)
-        self._boxes = max(float(pixels[self._radial.in_range].sum()) * tests_per_pixel, 1.0)
+        self._tests = max(float(pixels[self._radial.in_range].sum()) * tests_per_pixel, 1.0)
         """Independent tests a frame is put to: its pixels over each box's (and the profile's) area."""
         self._mean = np.zeros(n_bins, dtype=np.float64)
         self._variance = np.zeros(n_bins, dtype=np.float64)
@@ -480,7 +484,7 @@ class SpotFinder:
             ),
         )
         rows, cols = p.asic_shape
-        self.significance = max(p.min_significance, _one_sided_sigma(p.chance_spots_per_frame / self._boxes))
+        self.significance = max(p.min_significance, _one_sided_sigma(p.chance_spots_per_frame / self._tests))
         expected = self._mean + self._noise_var
         least_expected = -np.lib.stride_tricks.sliding_window_view(np.pad(-expected, 3, mode="edge"), 7).max(axis=1)
         n_candidates = _candidates(
